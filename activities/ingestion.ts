@@ -1,0 +1,240 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { log } from '@temporalio/activity';
+import { invalidInput } from '../common/errors';
+import { LocalCatalog } from '../platform/catalog/local';
+import type { TableName } from '../platform/catalog/port';
+import type { IngestResult, IngestSpec, QualityReport, TableRef } from '../workflows/types';
+import { cleanSql, quoteIdent, quoteLiteral, readRawSql, renamed, requiredColumns, sqlType } from './ingestion-sql';
+
+export interface IngestInput {
+  sourcePath: string;
+  catalog: string;
+  schema: string;
+  spec: IngestSpec;
+}
+
+/** How many bad values an error message lists. */
+const EXAMPLES = 5;
+
+/** Opens an in-memory DuckDB with extension downloads off: this machine may have no internet. */
+export async function openDuckDB(): Promise<{ instance: DuckDBInstance; connection: DuckDBConnection }> {
+  const instance = await DuckDBInstance.create(':memory:', {
+    autoinstall_known_extensions: 'false',
+    autoload_known_extensions: 'false',
+  });
+  return { instance, connection: await instance.connect() };
+}
+
+async function rows(connection: DuckDBConnection, sql: string): Promise<Record<string, unknown>[]> {
+  return (await connection.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[];
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = crypto.createHash('sha256');
+  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+function checkReadable(file: string): void {
+  try {
+    const stat = fs.statSync(file);
+    if (!stat.isFile()) throw invalidInput(`Data file ${file} is not a regular file. Pass the path of a CSV file.`);
+    fs.accessSync(file, fs.constants.R_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw invalidInput(
+        `Data file not found: ${file}. Pass an existing bookings CSV with --data PATH (or HOTEL_DATA_CSV in tests).`,
+      );
+    }
+    if (code === 'EACCES') throw invalidInput(`Data file ${file} is not readable: permission denied. Fix its permissions.`);
+    throw error;
+  }
+}
+
+/** Fails with every problem of the raw file that would make a table version wrong. */
+async function validateRaw(connection: DuckDBConnection, file: string, spec: IngestSpec): Promise<number> {
+  const present = new Set((await rows(connection, 'DESCRIBE raw')).map((r) => String(r.column_name)));
+  const missing = requiredColumns(spec).filter((c) => !present.has(c));
+  if (missing.length > 0) {
+    throw invalidInput(
+      `Data file ${file} is missing required columns: ${missing.join(', ')}. ` +
+        `Found columns: ${[...present].join(', ')}. Use the hotel-reservations CSV layout.`,
+    );
+  }
+
+  const [{ n }] = await rows(connection, 'SELECT count(*)::INTEGER AS n FROM raw');
+  const rowCount = Number(n);
+  if (rowCount === 0) throw invalidInput(`Data file ${file} has a header but no rows. Pass a file with bookings.`);
+
+  const target = quoteIdent(spec.target.name);
+  const known = Object.keys(spec.target.values).map(quoteLiteral).join(', ');
+  const unknown = await rows(
+    connection,
+    `SELECT coalesce(${target}, '<empty>') AS value, count(*)::INTEGER AS count, min(rowid + 2)::INTEGER AS line
+     FROM raw WHERE ${target} IS NULL OR ${target} NOT IN (${known}) GROUP BY 1 ORDER BY line LIMIT ${EXAMPLES}`,
+  );
+  if (unknown.length > 0) {
+    const listed = unknown.map((u) => `'${u.value}' (${u.count} rows, first on line ${u.line})`).join(', ');
+    throw invalidInput(
+      `Data file ${file}, column ${spec.target.name}: unknown values ${listed}. ` +
+        `Expected one of ${Object.keys(spec.target.values).join(', ')}; fix the rows or add a mapping in config/project.yml.`,
+    );
+  }
+
+  for (const feature of spec.numericFeatures) {
+    const column = quoteIdent(feature.name);
+    const bad = await rows(
+      connection,
+      `SELECT ${column} AS value, (rowid + 2)::INTEGER AS line, count(*) OVER ()::INTEGER AS total FROM raw
+       WHERE TRY_CAST(trim(${column}) AS ${sqlType(feature.dtype)}) IS NULL ORDER BY rowid LIMIT ${EXAMPLES}`,
+    );
+    if (bad.length > 0) {
+      const examples = bad.map((b) => `line ${b.line}: ${JSON.stringify(b.value)}`).join('; ');
+      throw invalidInput(
+        `Data file ${file}, column ${feature.name}: ${bad[0].total} values are not ${feature.dtype} (${examples}). ` +
+          'Fix or remove those rows.',
+      );
+    }
+  }
+
+  for (const name of [spec.idColumn, ...spec.categoricalFeatures]) {
+    const [{ empty }] = await rows(
+      connection,
+      `SELECT count(*)::INTEGER AS empty FROM raw WHERE ${quoteIdent(name)} IS NULL OR trim(${quoteIdent(name)}) = ''`,
+    );
+    if (Number(empty) > 0) {
+      throw invalidInput(`Data file ${file}, column ${name}: ${empty} rows are empty. Every booking needs a value.`);
+    }
+  }
+
+  const id = quoteIdent(spec.idColumn);
+  const duplicates = await rows(
+    connection,
+    `SELECT ${id} AS id, count(*)::INTEGER AS count FROM raw GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT ${EXAMPLES}`,
+  );
+  if (duplicates.length > 0) {
+    const listed = duplicates.map((d) => `${d.id} (${d.count} times)`).join(', ');
+    throw invalidInput(`Data file ${file}, column ${spec.idColumn}: duplicate booking ids ${listed}. Ids must be unique.`);
+  }
+  return rowCount;
+}
+
+async function readRaw(connection: DuckDBConnection, file: string): Promise<void> {
+  try {
+    await connection.run(readRawSql(file));
+  } catch (error) {
+    throw invalidInput(
+      `Data file ${file} could not be read as CSV: ${(error as Error).message.split('\n')[0]}. ` +
+        'Pass a comma-separated file with a header row.',
+    );
+  }
+}
+
+/**
+ * Reads a bookings CSV, validates and cleans it, splits it by booking id, and writes new versions of
+ * the train, test and extra tables. Idempotent: when every table's newest version came from the same
+ * file content and settings, it returns those versions and writes nothing.
+ */
+export async function ingestBookings(catalogRoot: string, input: IngestInput): Promise<IngestResult> {
+  const { sourcePath: file, spec } = input;
+  checkReadable(file);
+  const catalog = new LocalCatalog(catalogRoot);
+  const table = (name: string): TableName => ({ catalog: input.catalog, schema: input.schema, name });
+  const names = { train: table(spec.tables.train), test: table(spec.tables.test), extra: table(spec.tables.extra) };
+
+  const fileSha = await sha256File(file);
+  const sourceHash = crypto.createHash('sha256').update(fileSha).update(JSON.stringify(spec)).digest('hex');
+  const existing = {
+    train: catalog.findBySourceHash(names.train, sourceHash),
+    test: catalog.findBySourceHash(names.test, sourceHash),
+    extra: catalog.findBySourceHash(names.extra, sourceHash),
+  };
+  if (existing.train && existing.test && existing.extra) {
+    log.info('Source already ingested; reusing table versions', { sourceHash, file });
+    return {
+      train: { ...names.train, version: existing.train.version },
+      test: { ...names.test, version: existing.test.version },
+      extra: { ...names.extra, version: existing.extra.version },
+      reused: true,
+      report: existing.train.report as unknown as QualityReport,
+    };
+  }
+
+  const { instance, connection } = await openDuckDB();
+  try {
+    await readRaw(connection, file);
+    const rowsIn = await validateRaw(connection, file, spec);
+    await connection.run(cleanSql(spec, new Date().toISOString()));
+
+    const segment = quoteIdent(renamed(spec, spec.trainingSegment.column));
+    const inSegment = `${segment} = ${quoteLiteral(spec.trainingSegment.value)}`;
+    const id = quoteIdent(renamed(spec, spec.idColumn));
+    const selections = {
+      train: `${inSegment} AND NOT _is_test`,
+      test: `${inSegment} AND _is_test`,
+      extra: `NOT (${inSegment})`,
+    };
+
+    const [stats] = await rows(
+      connection,
+      `SELECT count(*) FILTER (WHERE ${selections.train})::INTEGER AS train,
+              count(*) FILTER (WHERE ${selections.test})::INTEGER AS test,
+              count(*) FILTER (WHERE ${selections.extra})::INTEGER AS extra,
+              count(*) FILTER (WHERE _date_normalised)::INTEGER AS normalised,
+              avg(${quoteIdent(renamed(spec, spec.target.name))}) FILTER (WHERE ${selections.train}) AS canceled_share
+       FROM clean`,
+    );
+    if (Number(stats.train) === 0 || Number(stats.test) === 0) {
+      throw invalidInput(
+        `Data file ${file} gives ${stats.train} training and ${stats.test} test rows in segment ` +
+          `${spec.trainingSegment.column} = ${spec.trainingSegment.value}; both must be non-empty. ` +
+          'Pass a larger file or change training_segment in config/project.yml.',
+      );
+    }
+    const report: QualityReport = {
+      sourceFile: file,
+      sourceSha256: fileSha,
+      rowsIn,
+      rowsTrain: Number(stats.train),
+      rowsTest: Number(stats.test),
+      rowsExtra: Number(stats.extra),
+      arrivalDatesNormalised: Number(stats.normalised),
+      canceledShareTrain: Number(Number(stats.canceled_share).toFixed(4)),
+    };
+
+    // Stage all three files before committing any, so a failure leaves every table as it was.
+    const staged: Record<keyof typeof names, string> = { train: '', test: '', extra: '' };
+    for (const key of Object.keys(names) as (keyof typeof names)[]) {
+      staged[key] = catalog.stagingPath(names[key], key);
+      await connection.run(
+        `COPY (SELECT * EXCLUDE (_date_normalised, _is_test) FROM clean WHERE ${selections[key]} ORDER BY ${id})
+         TO ${quoteLiteral(staged[key])} (FORMAT parquet)`,
+      );
+    }
+
+    const counts = { train: report.rowsTrain, test: report.rowsTest, extra: report.rowsExtra };
+    const refs = {} as Record<keyof typeof names, TableRef>;
+    for (const key of Object.keys(names) as (keyof typeof names)[]) {
+      const reuse = existing[key];
+      if (reuse) {
+        // An earlier attempt committed this table before failing; keep its version.
+        fs.rmSync(staged[key], { force: true });
+        refs[key] = { ...names[key], version: reuse.version };
+        continue;
+      }
+      refs[key] = await catalog.commit(names[key], staged[key], {
+        rowCount: counts[key],
+        sourceHash,
+        report: report as unknown as Record<string, unknown>,
+      });
+    }
+    log.info('Ingested bookings', { file, ...report, versions: refs });
+    return { ...refs, reused: false, report };
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
+}

@@ -1,0 +1,125 @@
+import path from 'node:path';
+import { log } from '@temporalio/activity';
+import { LocalCatalog } from '../platform/catalog/local';
+import { qualifiedName } from '../platform/catalog/port';
+import type { TableRef, TrackedRun, TrainingSpec, TrainResult } from '../workflows/types';
+import { workflowIds } from './context';
+import { runPythonJob } from './python-job';
+
+export interface TrainInput {
+  train: TableRef;
+  test: TableRef;
+  target: string;
+  training: TrainingSpec;
+}
+
+/** Folder of one workflow's job files; the workflow id keeps a retried attempt on the same folder. */
+export function jobWorkDir(jobsRoot: string, step: string): string {
+  const safeId = workflowIds().workflowId.replace(/[^A-Za-z0-9_.-]/g, '_');
+  return path.join(jobsRoot, safeId, step);
+}
+
+/** Trains the model in the Python job; a retry on the same tables reuses the finished output. */
+export async function trainModel(catalogRoot: string, jobsRoot: string, input: TrainInput): Promise<TrainResult> {
+  const catalog = new LocalCatalog(catalogRoot);
+  const workDir = jobWorkDir(jobsRoot, 'train');
+  const result = await runPythonJob<{
+    model_dir: string;
+    metrics: Record<string, number>;
+    params: Record<string, string | number | boolean>;
+    train_rows: number;
+    test_rows: number;
+    reused: boolean;
+  }>(
+    'train',
+    {
+      train_path: catalog.snapshotPath(input.train),
+      test_path: catalog.snapshotPath(input.test),
+      output_dir: path.join(workDir, 'output'),
+      target: input.target,
+      numeric_inputs: input.training.numericInputs,
+      categorical_inputs: input.training.categoricalInputs,
+      parameters: input.training.parameters,
+      seed: input.training.seed,
+    },
+    workDir,
+  );
+  log.info('Model trained', { train: qualifiedName(input.train), version: input.train.version, ...result.metrics });
+  return {
+    modelDir: result.model_dir,
+    metrics: result.metrics,
+    params: result.params,
+    trainRows: result.train_rows,
+    testRows: result.test_rows,
+    reused: result.reused,
+  };
+}
+
+export interface LogRunInput {
+  experiment: string;
+  artifactPath: string;
+  trained: TrainResult;
+  train: TableRef;
+  test: TableRef;
+  /** Hash of the ingested source, used as the dataset digest. */
+  datasetDigest: string;
+  tags: Record<string, string>;
+}
+
+/**
+ * Logs the trained model with its parameters, metrics and dataset inputs as one MLflow run. The run is
+ * tagged with an idempotency key made from the workflow id, so a retried attempt finds its own run.
+ */
+export async function logTrainingRun(
+  catalogRoot: string,
+  jobsRoot: string,
+  trackingUri: string,
+  input: LogRunInput,
+): Promise<TrackedRun> {
+  const catalog = new LocalCatalog(catalogRoot);
+  const ids = workflowIds();
+  const workDir = jobWorkDir(jobsRoot, 'log');
+  const dataset = (ref: TableRef, context: string) => ({
+    name: qualifiedName(ref),
+    version: ref.version,
+    path: catalog.snapshotPath(ref),
+    context,
+    digest: input.datasetDigest.slice(0, 16),
+  });
+  const result = await runPythonJob<{
+    run_id: string;
+    experiment_id: string;
+    model_id: string;
+    model_source: string;
+    reused: boolean;
+  }>(
+    'log',
+    {
+      tracking_uri: trackingUri,
+      experiment_name: input.experiment,
+      run_name: ids.workflowId,
+      idempotency_key: `${ids.workflowId}/${input.artifactPath}`,
+      model_dir: input.trained.modelDir,
+      artifact_path: input.artifactPath,
+      params: input.trained.params,
+      metrics: input.trained.metrics,
+      tags: {
+        ...input.tags,
+        'mlops.workflow_id': ids.workflowId,
+        'mlops.workflow_run_id': ids.runId,
+      },
+      datasets: [dataset(input.train, 'training'), dataset(input.test, 'testing')],
+    },
+    workDir,
+  );
+  const runUrl = `${trackingUri.replace(/\/$/, '')}/#/experiments/${result.experiment_id}/runs/${result.run_id}`;
+  log.info('Training run logged', { runId: result.run_id, modelId: result.model_id, reused: result.reused });
+  return {
+    runId: result.run_id,
+    experimentId: result.experiment_id,
+    modelId: result.model_id,
+    modelSource: result.model_source,
+    runUrl,
+    reused: result.reused,
+  };
+}

@@ -1,0 +1,71 @@
+import path from 'node:path';
+import { Command } from 'commander';
+import { writeSyntheticBookings } from '../activities/synthetic';
+import { stackSettings } from '../config/stack';
+import { MLOPS_STAGE } from '../workflows/search-attributes';
+import { connectClient, pipelineSpec, startPipeline, workflowUiUrl } from './pipeline';
+
+const program = new Command('pipeline').description('Start and inspect pipeline runs on a running stack and worker');
+
+program
+  .command('run')
+  .description('Start the train-and-deploy workflow (needs `npm run stack:up` and `npm run worker`)')
+  .requiredOption('--data <path>', 'bookings CSV on the worker host')
+  .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
+  .option('--workflow-id <id>', 'business id of the run; starting an id that is running attaches to it')
+  .option('--wait', 'wait for the result and print it as JSON')
+  .action(async (options: { data: string; env?: string; workflowId?: string; wait?: boolean }) => {
+    const settings = stackSettings();
+    const spec = pipelineSpec({ dataPath: path.resolve(options.data), env: options.env });
+    const client = await connectClient(settings);
+    const handle = await startPipeline(client, settings, spec, options.workflowId);
+    const { runId } = await handle.describe();
+    console.log(`Started ${handle.workflowId}\n  ${workflowUiUrl(settings, handle.workflowId, runId)}`);
+    if (options.wait) console.log(JSON.stringify(await handle.result(), null, 2));
+  });
+
+program
+  .command('status <workflowId>')
+  .description('Show the status and current stage of a run')
+  .action(async (workflowId: string) => {
+    const settings = stackSettings();
+    const client = await connectClient(settings);
+    const description = await client.workflow.getHandle(workflowId).describe();
+    console.log(
+      JSON.stringify(
+        {
+          workflowId,
+          runId: description.runId,
+          status: description.status.name,
+          stage: description.typedSearchAttributes.get(MLOPS_STAGE) ?? null,
+          startTime: description.startTime,
+          closeTime: description.closeTime ?? null,
+          ui: workflowUiUrl(settings, workflowId, description.runId),
+        },
+        null,
+        2,
+      ),
+    );
+  });
+
+program
+  .command('synth')
+  .description('Write a synthetic bookings CSV with the real schema and quirks')
+  .requiredOption('--out <path>', 'file to write')
+  .option('--rows <n>', 'number of bookings', '10000')
+  .option('--seed <n>', 'random seed; the same seed gives the same file', '42')
+  .action((options: { out: string; rows: string; seed: string }) => {
+    const rows = Number(options.rows);
+    const seed = Number(options.seed);
+    if (!Number.isInteger(rows) || rows < 1) throw new Error(`Invalid --rows ${options.rows}: expected a positive integer.`);
+    if (!Number.isInteger(seed)) throw new Error(`Invalid --seed ${options.seed}: expected an integer.`);
+    console.log(writeSyntheticBookings(path.resolve(options.out), rows, seed));
+  });
+
+program.parseAsync().then(
+  () => process.exit(0),
+  (error: Error) => {
+    console.error(`pipeline: ${error.message}`);
+    process.exit(1);
+  },
+);

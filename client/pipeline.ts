@@ -1,0 +1,80 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { REPO_ROOT } from '../common/paths';
+import { buildPipelineSpec, loadProjectConfig, resolveEnvironment, DEFAULT_CONFIG_FILE } from '../config/load';
+import { temporalAddress, temporalUiUrl, type StackSettings } from '../config/stack';
+import { trainAndDeploy } from '../workflows';
+import { MLOPS_ENV, MLOPS_MODEL } from '../workflows/search-attributes';
+import type { PipelineSpec, ServingSpec } from '../workflows/types';
+
+/** The real dataset's conventional location; the file is not committed. */
+export const DEFAULT_DATA_FILE = path.join(REPO_ROOT, 'data', 'hotel_reservations.csv');
+
+function git(args: string[]): string | undefined {
+  try {
+    return execFileSync('git', args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export interface PipelineRequest {
+  dataPath: string;
+  env?: string;
+  configFile?: string;
+  workflowId?: string;
+  serving?: Partial<ServingSpec>;
+}
+
+/** Builds the run's spec from the project config, the git checkout and the request. */
+export function pipelineSpec(request: PipelineRequest): PipelineSpec {
+  const config = loadProjectConfig(request.configFile ?? DEFAULT_CONFIG_FILE);
+  const env = resolveEnvironment(config, request.env);
+  if (!fs.existsSync(request.dataPath)) {
+    throw new Error(`Data file not found: ${request.dataPath}. Pass an existing bookings CSV with --data PATH.`);
+  }
+  return buildPipelineSpec(config, {
+    env,
+    sourcePath: request.dataPath,
+    gitSha: git(['rev-parse', 'HEAD']) ?? 'unknown',
+    branch: git(['rev-parse', '--abbrev-ref', 'HEAD']) ?? 'unknown',
+    serving: request.serving,
+  });
+}
+
+/** Business id of a run: variant, environment and start time, readable in the Web UI. */
+export function pipelineWorkflowId(spec: PipelineSpec, now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+  return `train-and-deploy-${spec.variant}-${spec.env}-${stamp}`;
+}
+
+export async function connectClient(settings: StackSettings): Promise<Client> {
+  const connection = await Connection.connect({ address: temporalAddress(settings) });
+  return new Client({ connection, namespace: settings.temporalNamespace });
+}
+
+/** Starts the pipeline workflow; a repeated start with the same id attaches to the running run. */
+export async function startPipeline(
+  client: Client,
+  settings: StackSettings,
+  spec: PipelineSpec,
+  workflowId = pipelineWorkflowId(spec),
+): Promise<WorkflowHandle<typeof trainAndDeploy>> {
+  return client.workflow.start(trainAndDeploy, {
+    taskQueue: settings.taskQueue,
+    workflowId,
+    args: [spec],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+    typedSearchAttributes: [
+      { key: MLOPS_ENV, value: spec.env },
+      { key: MLOPS_MODEL, value: spec.registry.modelName },
+    ],
+  });
+}
+
+export function workflowUiUrl(settings: StackSettings, workflowId: string, runId: string): string {
+  return `${temporalUiUrl(settings)}/namespaces/${settings.temporalNamespace}/workflows/${encodeURIComponent(workflowId)}/${runId}/history`;
+}

@@ -1,0 +1,108 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { REPO_ROOT } from '../common/paths';
+import type { PipelineSpec } from '../workflows/types';
+import { ProjectConfigSchema, type ProjectConfig } from './schema';
+
+export const DEFAULT_CONFIG_FILE = path.join(REPO_ROOT, 'config', 'project.yml');
+
+/** Configuration error that names the file, the key path and what was expected. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Reads and validates the project config; every problem is reported with its key path. */
+export function loadProjectConfig(file: string = DEFAULT_CONFIG_FILE): ProjectConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`Cannot read config file ${file}: ${(error as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = YAML.parse(text);
+  } catch (error) {
+    throw new ConfigError(`Config file ${file} is not valid YAML: ${(error as Error).message}`);
+  }
+  const parsed = ProjectConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = issue.path.join('.') || '(root)';
+      return `  ${key}: ${issue.message}`;
+    });
+    throw new ConfigError(`Config file ${file} is invalid:\n${problems.join('\n')}`);
+  }
+  return parsed.data;
+}
+
+/** Returns the environment name from `--env`, then MLOPS_ENV, then `dev`, and checks the config defines it. */
+export function resolveEnvironment(config: ProjectConfig, requested?: string): string {
+  const env = requested ?? process.env.MLOPS_ENV ?? 'dev';
+  if (!config.environments[env]) {
+    throw new ConfigError(
+      `Unknown environment '${env}'. Defined environments: ${Object.keys(config.environments).join(', ')}. ` +
+        'Pass one of them with --env or MLOPS_ENV.',
+    );
+  }
+  return env;
+}
+
+export interface SpecOptions {
+  env: string;
+  sourcePath: string;
+  gitSha: string;
+  branch: string;
+  /** Overrides of serving timings, used by tests that cannot wait minutes. */
+  serving?: Partial<PipelineSpec['serving']>;
+}
+
+/** Resolves the config into the plain pipeline spec a workflow run carries. */
+export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): PipelineSpec {
+  const { catalog, schema } = config.environments[options.env];
+  const variant = config.variants.basic;
+  const prefix = config.registry.use_catalog_prefix ? `${catalog}.${schema}.` : '';
+  return {
+    env: options.env,
+    catalog,
+    schema,
+    sourcePath: path.resolve(options.sourcePath),
+    variant: 'basic',
+    ingest: {
+      idColumn: config.data.id_column,
+      renames: config.data.renames,
+      numericFeatures: config.data.numeric_features,
+      categoricalFeatures: config.data.categorical_features,
+      target: config.data.target,
+      trainingSegment: config.data.training_segment,
+      testFraction: config.data.test_fraction,
+      tables: config.tables,
+    },
+    training: {
+      numericInputs: config.model.numeric_inputs,
+      categoricalInputs: config.model.categorical_inputs,
+      parameters: config.model.parameters,
+      seed: config.model.seed,
+    },
+    tracking: {
+      experiment: variant.experiment,
+      artifactPath: variant.artifact_path,
+      gitSha: options.gitSha,
+      branch: options.branch,
+    },
+    registry: { modelName: `${prefix}${variant.registered_model}`, alias: config.registry.alias },
+    serving: {
+      endpoint: variant.endpoint,
+      workloadSize: config.serving.workload_size,
+      scaleToZeroEnabled: config.serving.scale_to_zero_enabled,
+      readyTimeoutSeconds: config.serving.ready_timeout_seconds,
+      pollIntervalSeconds: config.serving.poll_interval_seconds,
+      conflictRetry: {
+        maximumAttempts: config.serving.conflict_retry.maximum_attempts,
+        intervalSeconds: config.serving.conflict_retry.interval_seconds,
+      },
+      ...options.serving,
+    },
+  };
+}

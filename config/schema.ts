@@ -1,0 +1,80 @@
+import { z } from 'zod';
+
+/** Numeric dtypes a feature column can be converted to. */
+export const NumericDtype = z.enum(['int8', 'int16', 'int32', 'int64', 'float32', 'float64']);
+
+const Identifier = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a SQL identifier: letters, digits and underscores');
+
+// Databricks endpoint names: letters, digits, '-' and '_', at most 63 characters.
+const EndpointName = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,63}$/, "must be 1-63 characters of letters, digits, '-' and '_'");
+
+const Environment = z.object({ catalog: Identifier, schema: Identifier }).strict();
+
+const Variant = z
+  .object({
+    experiment: z.string().startsWith('/', 'must be an absolute workspace path such as /Shared/name'),
+    registered_model: Identifier,
+    artifact_path: z.string().regex(/^[A-Za-z0-9_.-]+$/),
+    endpoint: EndpointName,
+  })
+  .strict();
+
+export const ProjectConfigSchema = z
+  .object({
+    environments: z.record(z.string(), Environment).refine((envs) => Object.keys(envs).length > 0, {
+      message: 'must define at least one environment',
+    }),
+    data: z
+      .object({
+        id_column: z.string().min(1),
+        renames: z.record(z.string(), Identifier),
+        numeric_features: z.array(z.object({ name: Identifier, dtype: NumericDtype }).strict()).min(1),
+        categorical_features: z.array(Identifier),
+        target: z
+          .object({
+            name: Identifier,
+            values: z.record(z.string(), z.union([z.literal(0), z.literal(1)])),
+          })
+          .strict(),
+        training_segment: z.object({ column: Identifier, value: z.string() }).strict(),
+        test_fraction: z.number().gt(0).lt(1),
+      })
+      .strict(),
+    tables: z.object({ train: Identifier, test: Identifier, extra: Identifier }).strict(),
+    model: z
+      .object({
+        numeric_inputs: z.array(Identifier).min(1),
+        categorical_inputs: z.array(Identifier),
+        parameters: z.record(z.string(), z.union([z.number(), z.string(), z.boolean()])),
+        seed: z.number().int(),
+      })
+      .strict(),
+    variants: z.object({ basic: Variant }).strict(),
+    registry: z
+      .object({
+        use_catalog_prefix: z.boolean(),
+        alias: z
+          .string()
+          .regex(/^[A-Za-z][A-Za-z0-9_-]*$/)
+          .refine((alias) => alias !== 'latest', { message: "'latest' is reserved by MLflow; choose another alias" }),
+      })
+      .strict(),
+    serving: z
+      .object({
+        workload_size: z.enum(['Small', 'Medium', 'Large']),
+        scale_to_zero_enabled: z.boolean(),
+        ready_timeout_seconds: z.number().positive(),
+        poll_interval_seconds: z.number().positive(),
+        conflict_retry: z
+          .object({ maximum_attempts: z.number().int().min(1), interval_seconds: z.number().positive() })
+          .strict(),
+      })
+      .strict(),
+  })
+  .strict();
+
+export type ProjectConfig = z.infer<typeof ProjectConfigSchema>;

@@ -1,0 +1,45 @@
+import path from 'node:path';
+import { stateDir } from '../common/paths';
+
+/** Addresses and folders of the embedded local stack, each overridable by an environment variable. */
+export interface StackSettings {
+  stateDir: string;
+  host: string;
+  temporalPort: number;
+  temporalUiPort: number;
+  temporalNamespace: string;
+  taskQueue: string;
+  mlflowPort: number;
+  servingPort: number;
+}
+
+function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new Error(`Invalid ${name}=${JSON.stringify(raw)}: expected a TCP port number between 1 and 65535.`);
+  }
+  return value;
+}
+
+export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettings {
+  return {
+    stateDir: stateDir(env),
+    host: '127.0.0.1',
+    temporalPort: port(env, 'MLOPS_TEMPORAL_PORT', 7233),
+    temporalUiPort: port(env, 'MLOPS_TEMPORAL_UI_PORT', 8233),
+    temporalNamespace: env.MLOPS_TEMPORAL_NAMESPACE ?? 'default',
+    taskQueue: env.MLOPS_TASK_QUEUE ?? 'mlops-pipeline',
+    mlflowPort: port(env, 'MLOPS_MLFLOW_PORT', 5000),
+    servingPort: port(env, 'MLOPS_SERVING_PORT', 8080),
+  };
+}
+
+export const temporalAddress = (s: StackSettings): string => `${s.host}:${s.temporalPort}`;
+export const temporalUiUrl = (s: StackSettings): string => `http://${s.host}:${s.temporalUiPort}`;
+export const mlflowUrl = (s: StackSettings): string => `http://${s.host}:${s.mlflowPort}`;
+export const servingUrl = (s: StackSettings): string => `http://${s.host}:${s.servingPort}`;
+export const logsDir = (s: StackSettings): string => path.join(s.stateDir, 'logs');
+export const catalogDir = (s: StackSettings): string => path.join(s.stateDir, 'catalog');
+export const jobsDir = (s: StackSettings): string => path.join(s.stateDir, 'jobs');

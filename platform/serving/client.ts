@@ -1,0 +1,107 @@
+import axios, { type AxiosInstance } from 'axios';
+import { apiError } from '../http-errors';
+
+export interface ServedEntityInput {
+  name?: string;
+  entity_name: string;
+  entity_version: string;
+  workload_size: 'Small' | 'Medium' | 'Large';
+  scale_to_zero_enabled: boolean;
+}
+
+export interface TrafficConfig {
+  routes: { served_entity_name: string; traffic_percentage: number }[];
+}
+
+export interface EndpointCoreConfig {
+  served_entities: ServedEntityInput[];
+  traffic_config?: TrafficConfig;
+}
+
+export interface ServedEntityOutput extends ServedEntityInput {
+  name: string;
+  state?: { deployment?: string; deployment_state_message?: string };
+}
+
+/** The fields of Databricks' ServingEndpointDetailed that the control plane reads. */
+export interface ServingEndpoint {
+  name: string;
+  id?: string;
+  state: { ready: 'READY' | 'NOT_READY'; config_update: 'NOT_UPDATING' | 'IN_PROGRESS' | 'UPDATE_FAILED' | 'UPDATE_CANCELED' };
+  config?: { served_entities: ServedEntityOutput[]; traffic_config?: TrafficConfig; config_version?: number };
+  pending_config?: { served_entities: ServedEntityOutput[]; config_version?: number; start_time?: number };
+}
+
+export interface QueryResult {
+  status: number;
+  body: unknown;
+  servedModel?: string;
+  latencyMs: number;
+}
+
+/**
+ * Client of the Databricks serving-endpoints REST API. The same client talks to a Databricks workspace
+ * (with a bearer token read on the worker host) and to the local serving plane.
+ */
+export class ServingClient {
+  private readonly http: AxiosInstance;
+
+  constructor(readonly baseUrl: string, options: { token?: string; timeoutMs?: number } = {}) {
+    this.http = axios.create({
+      baseURL: baseUrl.replace(/\/$/, ''),
+      timeout: options.timeoutMs ?? 60_000,
+      headers: options.token ? { Authorization: `Bearer ${options.token}` } : {},
+    });
+  }
+
+  /** Returns the endpoint, or undefined when no endpoint has this name. */
+  async get(name: string): Promise<ServingEndpoint | undefined> {
+    try {
+      const { data } = await this.http.get(`/api/2.0/serving-endpoints/${encodeURIComponent(name)}`);
+      return data as ServingEndpoint;
+    } catch (error) {
+      if (apiError(error).status === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async create(name: string, config: EndpointCoreConfig): Promise<ServingEndpoint> {
+    const { data } = await this.http.post('/api/2.0/serving-endpoints', { name, config });
+    return data as ServingEndpoint;
+  }
+
+  async updateConfig(name: string, config: EndpointCoreConfig): Promise<ServingEndpoint> {
+    const { data } = await this.http.put(`/api/2.0/serving-endpoints/${encodeURIComponent(name)}/config`, config);
+    return data as ServingEndpoint;
+  }
+
+  /** Deletes the endpoint; returns false when it did not exist. */
+  async delete(name: string): Promise<boolean> {
+    try {
+      await this.http.delete(`/api/2.0/serving-endpoints/${encodeURIComponent(name)}`);
+      return true;
+    } catch (error) {
+      if (apiError(error).status === 404) return false;
+      throw error;
+    }
+  }
+
+  invocationsUrl(name: string): string {
+    return `${this.http.defaults.baseURL}/serving-endpoints/${encodeURIComponent(name)}/invocations`;
+  }
+
+  /** Sends one scoring request and returns the answer whatever its status. */
+  async query(name: string, body: Record<string, unknown>): Promise<QueryResult> {
+    const started = performance.now();
+    const response = await this.http.post(`/serving-endpoints/${encodeURIComponent(name)}/invocations`, body, {
+      validateStatus: () => true,
+    });
+    const servedModel = response.headers['served-model-name'];
+    return {
+      status: response.status,
+      body: response.data,
+      servedModel: typeof servedModel === 'string' ? servedModel : undefined,
+      latencyMs: Math.round((performance.now() - started) * 10) / 10,
+    };
+  }
+}

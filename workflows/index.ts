@@ -1,0 +1,2 @@
+export { trainAndDeploy } from './train-and-deploy';
+export { deployModelVersion } from './deploy';

@@ -1,0 +1,138 @@
+// Types shared by workflows, activities and clients. This module must stay free of Node built-ins
+// because the workflow bundle imports it.
+
+/** A catalog table version: activities pass this reference, never the rows. */
+export interface TableRef {
+  catalog: string;
+  schema: string;
+  name: string;
+  version: number;
+}
+
+export interface NumericFeature {
+  name: string;
+  dtype: 'int8' | 'int16' | 'int32' | 'int64' | 'float32' | 'float64';
+}
+
+/** How raw booking files become the train, test and extra tables. */
+export interface IngestSpec {
+  idColumn: string;
+  renames: Record<string, string>;
+  numericFeatures: NumericFeature[];
+  categoricalFeatures: string[];
+  target: { name: string; values: Record<string, 0 | 1> };
+  trainingSegment: { column: string; value: string };
+  testFraction: number;
+  tables: { train: string; test: string; extra: string };
+}
+
+export interface TrainingSpec {
+  numericInputs: string[];
+  categoricalInputs: string[];
+  parameters: Record<string, number | string | boolean>;
+  seed: number;
+}
+
+export interface ConflictRetry {
+  maximumAttempts: number;
+  intervalSeconds: number;
+}
+
+export interface ServingSpec {
+  endpoint: string;
+  workloadSize: 'Small' | 'Medium' | 'Large';
+  scaleToZeroEnabled: boolean;
+  readyTimeoutSeconds: number;
+  pollIntervalSeconds: number;
+  conflictRetry: ConflictRetry;
+}
+
+/**
+ * Everything one pipeline run needs, resolved from the project config by the client. It holds names
+ * and settings only: no data and no secrets, so it is safe in workflow history.
+ */
+export interface PipelineSpec {
+  env: string;
+  catalog: string;
+  schema: string;
+  /** CSV path on the worker host. */
+  sourcePath: string;
+  variant: 'basic';
+  ingest: IngestSpec;
+  training: TrainingSpec;
+  tracking: { experiment: string; artifactPath: string; gitSha: string; branch: string };
+  registry: { modelName: string; alias: string };
+  serving: ServingSpec;
+}
+
+/** Data-quality figures of one ingestion. */
+export interface QualityReport {
+  sourceFile: string;
+  sourceSha256: string;
+  rowsIn: number;
+  rowsTrain: number;
+  rowsTest: number;
+  rowsExtra: number;
+  arrivalDatesNormalised: number;
+  canceledShareTrain: number;
+}
+
+export interface IngestResult {
+  train: TableRef;
+  test: TableRef;
+  extra: TableRef;
+  /** True when every table already had a version from the same source file and settings. */
+  reused: boolean;
+  report: QualityReport;
+}
+
+export interface TrainResult {
+  /** Folder with the fitted model in MLflow format, on storage the logging job can read. */
+  modelDir: string;
+  metrics: Record<string, number>;
+  params: Record<string, string | number | boolean>;
+  trainRows: number;
+  testRows: number;
+  reused: boolean;
+}
+
+export interface TrackedRun {
+  runId: string;
+  experimentId: string;
+  modelId: string;
+  /** Artifact location of the logged model, used as the model version source. */
+  modelSource: string;
+  runUrl: string;
+  reused: boolean;
+}
+
+export interface ModelVersionRef {
+  name: string;
+  version: string;
+  alias: string;
+}
+
+export interface EndpointDeployment {
+  endpoint: string;
+  /** True when the endpoint already served this version and no update was sent. */
+  unchanged: boolean;
+  configVersion?: number;
+}
+
+export interface SmokeTestResult {
+  endpoint: string;
+  url: string;
+  request: Record<string, unknown>;
+  predictions: unknown[];
+  latencyMs: number;
+  servedModel?: string;
+}
+
+export interface PipelineResult {
+  tables: IngestResult;
+  training: TrainResult;
+  run: TrackedRun;
+  modelVersion: ModelVersionRef;
+  deployment: EndpointDeployment;
+  smokeTest: SmokeTestResult;
+}
