@@ -4,7 +4,12 @@ import { stateDir } from '../common/paths';
 /** Addresses and folders of the embedded local stack, each overridable by an environment variable. */
 export interface StackSettings {
   stateDir: string;
+  /** Address the local services bind to. */
   host: string;
+  /** Host names clients use; they differ from `host` only when services run elsewhere (docker-compose). */
+  temporalHost: string;
+  mlflowHost: string;
+  servingHost: string;
   temporalPort: number;
   temporalUiPort: number;
   temporalNamespace: string;
@@ -26,7 +31,10 @@ function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
 export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettings {
   return {
     stateDir: stateDir(env),
-    host: '127.0.0.1',
+    host: env.MLOPS_BIND_HOST ?? '127.0.0.1',
+    temporalHost: env.MLOPS_TEMPORAL_HOST ?? '127.0.0.1',
+    mlflowHost: env.MLOPS_MLFLOW_HOST ?? '127.0.0.1',
+    servingHost: env.MLOPS_SERVING_HOST ?? '127.0.0.1',
     temporalPort: port(env, 'MLOPS_TEMPORAL_PORT', 7233),
     temporalUiPort: port(env, 'MLOPS_TEMPORAL_UI_PORT', 8233),
     temporalNamespace: env.MLOPS_TEMPORAL_NAMESPACE ?? 'default',
@@ -36,10 +44,10 @@ export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettin
   };
 }
 
-export const temporalAddress = (s: StackSettings): string => `${s.host}:${s.temporalPort}`;
-export const temporalUiUrl = (s: StackSettings): string => `http://${s.host}:${s.temporalUiPort}`;
-export const mlflowUrl = (s: StackSettings): string => `http://${s.host}:${s.mlflowPort}`;
-export const servingUrl = (s: StackSettings): string => `http://${s.host}:${s.servingPort}`;
+export const temporalAddress = (s: StackSettings): string => `${s.temporalHost}:${s.temporalPort}`;
+export const temporalUiUrl = (s: StackSettings): string => `http://${s.temporalHost}:${s.temporalUiPort}`;
+export const mlflowUrl = (s: StackSettings): string => `http://${s.mlflowHost}:${s.mlflowPort}`;
+export const servingUrl = (s: StackSettings): string => `http://${s.servingHost}:${s.servingPort}`;
 export const logsDir = (s: StackSettings): string => path.join(s.stateDir, 'logs');
 export const catalogDir = (s: StackSettings): string => path.join(s.stateDir, 'catalog');
 export const jobsDir = (s: StackSettings): string => path.join(s.stateDir, 'jobs');

@@ -3,7 +3,9 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { ingestBookings, openDuckDB, type IngestInput } from '../../activities/ingestion';
 import { arrivalDateSql, isTestSql } from '../../activities/ingestion-sql';
+import { BOOKING_COLUMNS } from '../../activities/synthetic';
 import { LocalCatalog } from '../../platform/catalog/local';
+import type { IngestResult } from '../../workflows/types';
 import { column, quietActivityEnvironment, realDataPath, tempDir, testSpec, writeBookings } from '../helpers/fixtures';
 
 function ingestInput(file: string): IngestInput {
@@ -11,8 +13,8 @@ function ingestInput(file: string): IngestInput {
   return { sourcePath: file, catalog: spec.catalog, schema: spec.schema, spec: spec.ingest };
 }
 
-async function ingest(catalogRoot: string, file: string) {
-  return quietActivityEnvironment().run(ingestBookings, catalogRoot, ingestInput(file));
+async function ingest(catalogRoot: string, file: string): Promise<IngestResult> {
+  return quietActivityEnvironment().run(ingestBookings, catalogRoot, ingestInput(file)) as Promise<IngestResult>;
 }
 
 async function ingestFailure(catalogRoot: string, file: string): Promise<ApplicationFailure> {
@@ -134,7 +136,7 @@ describe('ingestBookings', () => {
   describe('bad input', () => {
     it('lists every missing column and writes nothing', async () => {
       const root = tempDir('catalog');
-      const columns = (await import('../../activities/synthetic')).BOOKING_COLUMNS.filter(
+      const columns = BOOKING_COLUMNS.filter(
         (c) => c !== 'lead_time' && c !== 'Booking_ID',
       );
       const file = writeBookings(tempDir('data'), 'missing.csv', { columns });
@@ -191,7 +193,7 @@ describe('ingestBookings', () => {
     it('rejects a header-only file', async () => {
       const dir = tempDir('data');
       const file = path.join(dir, 'header.csv');
-      fs.writeFileSync(file, `${(await import('../../activities/synthetic')).BOOKING_COLUMNS.join(',')}\n`);
+      fs.writeFileSync(file, `${BOOKING_COLUMNS.join(',')}\n`);
       const failure = await ingestFailure(tempDir('catalog'), file);
       expect(failure.type).toBe('InvalidInput');
       expect(failure.message).toContain(file);

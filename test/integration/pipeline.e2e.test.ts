@@ -1,0 +1,174 @@
+import path from 'node:path';
+import axios from 'axios';
+import type { ApplicationFailure } from '@temporalio/common';
+import type { Worker } from '@temporalio/worker';
+import { deployServingEndpoint } from '../../activities/serving';
+import { registerModelVersion } from '../../activities/registry';
+import { writeSyntheticBookings } from '../../activities/synthetic';
+import { connectClient, startPipeline } from '../../client/pipeline';
+import { createLogger } from '../../common/logger';
+import { logsDir, mlflowUrl, servingUrl } from '../../config/stack';
+import { MlflowRegistry } from '../../platform/registry/mlflow-registry';
+import { ServingClient } from '../../platform/serving/client';
+import { installTemporalLogging } from '../../worker/logging';
+import { createWorker } from '../../worker/worker';
+import { deployModelVersion } from '../../workflows';
+import type { ModelVersionRef, PipelineResult, PipelineSpec } from '../../workflows/types';
+import { quietActivityEnvironment, realDataPath, tempDir, testSpec } from '../helpers/fixtures';
+import { integrationSettings } from '../helpers/stack';
+
+// The whole pipeline on the real local stack (Temporal, MLflow, serving plane, Python jobs) and the real
+// dataset when HOTEL_DATA_CSV names it; synthetic bookings otherwise.
+
+const settings = integrationSettings();
+const realData = realDataPath();
+const dataPath = realData ?? writeSyntheticBookings(path.join(tempDir('e2e'), 'bookings.csv'), 20_000, 42);
+const spec: PipelineSpec = testSpec(dataPath, {
+  readyTimeoutSeconds: 600,
+  pollIntervalSeconds: 1,
+  conflictRetry: { maximumAttempts: 60, intervalSeconds: 2 },
+});
+const registry = new MlflowRegistry(mlflowUrl(settings));
+const serving = new ServingClient(servingUrl(settings));
+
+/** The reference record that the original project's endpoint test expects to be scored 0 (not canceled). */
+const KNOWN_RECORD = {
+  no_of_adults: 2,
+  no_of_children: 0,
+  no_of_weekend_nights: 0,
+  no_of_week_nights: 3,
+  required_car_parking_space: 0,
+  lead_time: 8,
+  repeated_guest: 0,
+  no_of_previous_cancellations: 0,
+  no_of_previous_bookings_not_canceled: 0,
+  avg_price_per_room: 87.78,
+  no_of_special_requests: 1,
+  type_of_meal_plan: 'Meal Plan 1',
+  room_type_reserved: 'Room_Type 4',
+};
+
+let worker: Worker;
+let workerRun: Promise<void>;
+let first: PipelineResult;
+let second: PipelineResult;
+
+async function runPipeline(workflowId: string): Promise<PipelineResult> {
+  const client = await connectClient(settings);
+  const handle = await startPipeline(client, settings, spec, workflowId);
+  return handle.result();
+}
+
+beforeAll(async () => {
+  installTemporalLogging(createLogger('worker', { file: path.join(logsDir(settings), 'worker.log') }));
+  worker = await createWorker(settings, { identity: 'e2e-test-worker' });
+  workerRun = worker.run();
+  first = await runPipeline(`e2e-first-${Date.now()}`);
+}, 900_000);
+
+afterAll(async () => {
+  worker?.shutdown();
+  await workerRun;
+}, 60_000);
+
+describe('trainAndDeploy on the local stack', () => {
+  it('trains a model that ranks cancellations well', () => {
+    // A gradient-boosting model on these inputs and the Online split scores about 0.91 on the real data.
+    expect(first.training.metrics.roc_auc).toBeGreaterThanOrEqual(realData ? 0.88 : 0.75);
+    expect(first.training.metrics.accuracy).toBeGreaterThan(0.7);
+  });
+
+  it('registers a model version with the latest-model alias', async () => {
+    expect(first.modelVersion.name).toBe('mlops_dev.acikgozm.hotel_reservations_model_basic');
+    const aliased = await registry.getVersionByAlias(first.modelVersion.name, 'latest-model');
+    expect(aliased?.run_id).toBe(first.run.runId);
+  });
+
+  it('logs params, metrics, tags and dataset inputs to the MLflow run', async () => {
+    const { data } = await axios.get(`${mlflowUrl(settings)}/api/2.0/mlflow/runs/get`, {
+      params: { run_id: first.run.runId },
+    });
+    const tags = Object.fromEntries(data.run.data.tags.map((t: { key: string; value: string }) => [t.key, t.value]));
+    const metrics = data.run.data.metrics.map((m: { key: string }) => m.key);
+    const params = Object.fromEntries(data.run.data.params.map((p: { key: string; value: string }) => [p.key, p.value]));
+    expect(tags['mlops.git_sha']).toBe('test-sha');
+    expect(tags['mlops.workflow_id']).toMatch(/^e2e-first-/);
+    expect(metrics).toEqual(expect.arrayContaining(['accuracy', 'roc_auc']));
+    expect(params.learning_rate).toBe('0.02');
+    expect(params.n_estimators).toBe('500');
+    expect(params.num_leaves).toBe('17');
+    const datasets = data.run.inputs.dataset_inputs.map((d: { dataset: { name: string } }) => d.dataset.name);
+    expect(datasets).toEqual(expect.arrayContaining(['mlops_dev.acikgozm.train_set', 'mlops_dev.acikgozm.test_set']));
+  });
+
+  it('serves the known record as not canceled', async () => {
+    const endpoint = await serving.get(spec.serving.endpoint);
+    expect(endpoint?.state.ready).toBe('READY');
+    const answer = await serving.query(spec.serving.endpoint, { dataframe_records: [KNOWN_RECORD] });
+    expect(answer.status).toBe(200);
+    expect(answer.body).toEqual({ predictions: [0] });
+    expect(first.smokeTest.predictions).toHaveLength(1);
+  });
+
+  it('registers a retried run only once', async () => {
+    const again = (await quietActivityEnvironment().run(registerModelVersion, registry, {
+      modelName: first.modelVersion.name,
+      alias: 'latest-model',
+      run: first.run,
+      tags: {},
+    })) as ModelVersionRef;
+    expect(again.version).toBe(first.modelVersion.version);
+    expect(await registry.findVersionsByRun(first.modelVersion.name, first.run.runId)).toHaveLength(1);
+  });
+
+  it('reuses tables and swaps the endpoint to the next version on a second run', async () => {
+    second = await runPipeline(`e2e-second-${Date.now()}`);
+    expect(second.tables.reused).toBe(true);
+    expect(second.tables.train).toEqual(first.tables.train);
+    expect(second.training.metrics.roc_auc).toBe(first.training.metrics.roc_auc);
+    expect(Number(second.modelVersion.version)).toBe(Number(first.modelVersion.version) + 1);
+    const endpoint = await serving.get(spec.serving.endpoint);
+    expect(endpoint?.config?.served_entities[0].entity_version).toBe(second.modelVersion.version);
+    expect(endpoint?.state.ready).toBe('READY');
+  }, 900_000);
+
+  it('turns a 409 conflict into a retried deployment', async () => {
+    const name = first.modelVersion.name;
+    const target = (version: string) => ({ serving: spec.serving, modelName: name, version });
+    // Start an update to the first version, then deploy the second one while that update is running.
+    await serving.updateConfig(spec.serving.endpoint, {
+      served_entities: [
+        { entity_name: name, entity_version: first.modelVersion.version, workload_size: 'Small', scale_to_zero_enabled: true },
+      ],
+    });
+    const busy = await quietActivityEnvironment()
+      .run(deployServingEndpoint, serving, target(second.modelVersion.version))
+      .catch((error: ApplicationFailure) => error);
+    expect((busy as ApplicationFailure).type).toBe('EndpointBusy');
+    expect((busy as ApplicationFailure).nonRetryable).toBe(false);
+
+    const client = await connectClient(settings);
+    const handle = await client.workflow.start(deployModelVersion, {
+      taskQueue: settings.taskQueue,
+      workflowId: `e2e-conflict-${Date.now()}`,
+      args: [
+        {
+          serving: spec.serving,
+          model: { name, version: second.modelVersion.version },
+          test: first.tables.test,
+          inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
+        },
+      ],
+    });
+    const result = await handle.result();
+    expect(result.smokeTest.predictions).toHaveLength(1);
+
+    const history = await handle.fetchHistory();
+    const deployAttempts = (history.events ?? [])
+      .filter((e) => e.activityTaskStartedEventAttributes)
+      .map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 1);
+    expect(Math.max(...deployAttempts)).toBeGreaterThan(1);
+    const endpoint = await serving.get(spec.serving.endpoint);
+    expect(endpoint?.config?.served_entities[0].entity_version).toBe(second.modelVersion.version);
+  }, 900_000);
+});
