@@ -1,0 +1,52 @@
+/**
+ * Error codes of the Databricks REST API that the serving plane returns, with the HTTP status of
+ * each. Clients branch on `error_code`, so the strings are a stable contract.
+ */
+export const ERROR_STATUS = {
+  INVALID_PARAMETER_VALUE: 400,
+  BAD_REQUEST: 400,
+  RESOURCE_DOES_NOT_EXIST: 404,
+  ENDPOINT_NOT_FOUND: 404,
+  RESOURCE_ALREADY_EXISTS: 409,
+  RESOURCE_CONFLICT: 409,
+  INTERNAL_ERROR: 500,
+  TEMPORARILY_UNAVAILABLE: 503,
+  DEADLINE_EXCEEDED: 504,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** JSON body of every error response: `{"error_code": "...", "message": "..."}`. */
+export interface ErrorBody {
+  error_code: ErrorCode;
+  message: string;
+}
+
+/** An error that the HTTP layer sends to the client as-is, with the status that belongs to its code. */
+export class ServingError extends Error {
+  readonly statusCode: number;
+
+  constructor(
+    readonly errorCode: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ServingError';
+    this.statusCode = ERROR_STATUS[errorCode];
+  }
+
+  toBody(): ErrorBody {
+    return { error_code: this.errorCode, message: this.message };
+  }
+}
+
+export function invalidParameter(message: string): ServingError {
+  return new ServingError('INVALID_PARAMETER_VALUE', message);
+}
+
+export function endpointNotFound(name: string): ServingError {
+  return new ServingError(
+    'RESOURCE_DOES_NOT_EXIST',
+    `Serving endpoint ${JSON.stringify(name)} does not exist. List the existing endpoints with GET /api/2.0/serving-endpoints.`,
+  );
+}
