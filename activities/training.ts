@@ -26,7 +26,7 @@ export async function trainModel(catalogRoot: string, jobsRoot: string, input: T
   const result = await runPythonJob<{
     model_dir: string;
     metrics: Record<string, number>;
-    params: Record<string, string | number | boolean>;
+    params: Record<string, string | number | boolean | null>;
     train_rows: number;
     test_rows: number;
     reused: boolean;

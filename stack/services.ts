@@ -83,6 +83,8 @@ export function mlflowService(settings: StackSettings): ServiceDefinition {
       '--port', String(settings.mlflowPort),
       '--workers', '2',
     ],
+    // MLflow 3 sends usage telemetry to an external host unless this is set.
+    env: { MLFLOW_DISABLE_TELEMETRY: 'true' },
     port: settings.mlflowPort,
     logFile: path.join(logsDir(settings), 'mlflow.log'),
     startTimeoutMs: 180_000,
@@ -100,6 +102,7 @@ export function servingService(settings: StackSettings): ServiceDefinition {
       MLOPS_STATE_DIR: settings.stateDir,
       MLOPS_SERVING_PORT: String(settings.servingPort),
       MLOPS_MLFLOW_PORT: String(settings.mlflowPort),
+      MLFLOW_DISABLE_TELEMETRY: 'true',
     },
     port: settings.servingPort,
     logFile: path.join(logsDir(settings), 'serving.log'),

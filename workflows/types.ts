@@ -90,7 +90,7 @@ export interface TrainResult {
   /** Folder with the fitted model in MLflow format, on storage the logging job can read. */
   modelDir: string;
   metrics: Record<string, number>;
-  params: Record<string, string | number | boolean>;
+  params: Record<string, string | number | boolean | null>;
   trainRows: number;
   testRows: number;
   reused: boolean;

@@ -1,0 +1,251 @@
+"""Parsing and validation of the job spec files that the TypeScript activities write.
+
+Every check raises ``InvalidInputError`` with the spec field, the value and the fix, because the
+activity cannot retry its way past a bad spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hotel_mlops.errors import InvalidInputError
+
+# LightGBM parameter names, with aliases, that the spec sets through another field.
+RESERVED_PARAMETERS = {"random_state": "seed", "seed": "seed", "random_seed": "seed"}
+
+# Maximum dataset digest length that MLflow accepts (MAX_DATASET_DIGEST_SIZE in mlflow.utils.validation,
+# MLflow 3.17).
+MLFLOW_MAX_DIGEST_LENGTH = 36
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Input of the ``train`` job."""
+
+    train_path: Path
+    test_path: Path
+    output_dir: Path
+    target: str
+    numeric_inputs: tuple[str, ...]
+    categorical_inputs: tuple[str, ...]
+    parameters: dict[str, Any]
+    seed: int
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Model input columns in the order of the model signature."""
+        return [*self.numeric_inputs, *self.categorical_inputs]
+
+    def hash_payload(self) -> dict[str, Any]:
+        """Return the fields that decide the trained model, so everything except ``output_dir``."""
+        return {
+            "train_path": str(self.train_path),
+            "test_path": str(self.test_path),
+            "target": self.target,
+            "numeric_inputs": list(self.numeric_inputs),
+            "categorical_inputs": list(self.categorical_inputs),
+            "parameters": self.parameters,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """One versioned catalog table that a run used, logged as an MLflow dataset input."""
+
+    name: str
+    version: int
+    path: Path
+    context: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    """Input of the ``log`` job."""
+
+    tracking_uri: str
+    experiment_name: str
+    run_name: str
+    idempotency_key: str
+    model_dir: Path
+    artifact_path: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    datasets: tuple[DatasetRef, ...]
+    # Artifact root for a new experiment. Leave unset against an MLflow server, which picks its own.
+    artifact_location: str | None = field(default=None)
+
+
+def unknown_fields(raw: dict[str, Any], spec_type: type) -> list[str]:
+    """Return the top-level spec fields that ``spec_type`` does not define, sorted."""
+    known = {spec_field.name for spec_field in dataclasses.fields(spec_type)}
+    return sorted(set(raw) - known)
+
+
+def parse_train_spec(raw: Any) -> TrainSpec:
+    spec = _require_object(raw, "spec")
+    numeric_inputs = _require_name_list(spec, "numeric_inputs", allow_empty=False)
+    categorical_inputs = _require_name_list(spec, "categorical_inputs", allow_empty=True)
+    target = _require_str(spec, "target")
+
+    duplicates = sorted(set(numeric_inputs) & set(categorical_inputs))
+    if duplicates:
+        raise InvalidInputError(
+            f"Invalid spec: columns {', '.join(duplicates)} appear in both numeric_inputs and "
+            "categorical_inputs. List each input column once."
+        )
+    if target in numeric_inputs or target in categorical_inputs:
+        raise InvalidInputError(
+            f"Invalid spec: target column {target!r} is also listed as a model input. "
+            "Remove it from numeric_inputs and categorical_inputs."
+        )
+
+    parameters = _require_object(spec.get("parameters"), "parameters")
+    for key, replacement in RESERVED_PARAMETERS.items():
+        if key in parameters:
+            raise InvalidInputError(
+                f"Invalid spec: parameters.{key} is not allowed because the job sets it from the "
+                f"{replacement!r} field. Remove parameters.{key} and set {replacement!r} instead."
+            )
+
+    return TrainSpec(
+        train_path=_require_absolute_path(spec, "train_path"),
+        test_path=_require_absolute_path(spec, "test_path"),
+        output_dir=_require_absolute_path(spec, "output_dir"),
+        target=target,
+        numeric_inputs=numeric_inputs,
+        categorical_inputs=categorical_inputs,
+        parameters=parameters,
+        seed=_require_int(spec, "seed"),
+    )
+
+
+def parse_log_spec(raw: Any) -> LogSpec:
+    spec = _require_object(raw, "spec")
+    idempotency_key = _require_str(spec, "idempotency_key")
+    # MLflow's run filter syntax has no escape for quotes inside a string literal.
+    if any(character in idempotency_key for character in "'\"\\"):
+        raise InvalidInputError(
+            f"Invalid spec: idempotency_key {idempotency_key!r} contains a quote or backslash, which "
+            "MLflow run search cannot match. Use a key without these characters."
+        )
+
+    tags = _require_object(spec.get("tags", {}), "tags")
+    for key, value in tags.items():
+        if not isinstance(value, str):
+            raise InvalidInputError(
+                f"Invalid spec: tags.{key} must be a string, got {type(value).__name__} {value!r}. "
+                "Send every tag value as a JSON string."
+            )
+
+    metrics = _require_object(spec.get("metrics"), "metrics")
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InvalidInputError(
+                f"Invalid spec: metrics.{key} must be a finite number, got {value!r}. "
+                "Pass the metrics from the train job result."
+            )
+
+    artifact_location = spec.get("artifact_location")
+    if artifact_location is not None and (not isinstance(artifact_location, str) or not artifact_location):
+        raise InvalidInputError(
+            "Invalid spec: artifact_location must be a non-empty string or absent, "
+            f"got {artifact_location!r}."
+        )
+
+    return LogSpec(
+        tracking_uri=_require_str(spec, "tracking_uri"),
+        experiment_name=_require_str(spec, "experiment_name"),
+        run_name=_require_str(spec, "run_name"),
+        idempotency_key=idempotency_key,
+        model_dir=_require_absolute_path(spec, "model_dir"),
+        artifact_path=_require_str(spec, "artifact_path"),
+        params=_require_object(spec.get("params"), "params"),
+        metrics={key: float(value) for key, value in metrics.items()},
+        tags=dict(tags),
+        datasets=_parse_datasets(spec.get("datasets")),
+        artifact_location=artifact_location,
+    )
+
+
+def _parse_datasets(raw: Any) -> tuple[DatasetRef, ...]:
+    if not isinstance(raw, list):
+        raise InvalidInputError(
+            f"Invalid spec: datasets must be a list of objects, got {type(raw).__name__}. "
+            "Pass an empty list when the run used no catalog tables."
+        )
+    datasets = []
+    for index, item in enumerate(raw):
+        entry = _require_object(item, f"datasets[{index}]")
+        prefix = f"datasets[{index}]."
+        datasets.append(
+            DatasetRef(
+                name=_require_str(entry, "name", prefix),
+                version=_require_int(entry, "version", prefix),
+                path=_require_absolute_path(entry, "path", prefix),
+                context=_require_str(entry, "context", prefix),
+                digest=_require_str(entry, "digest", prefix),
+            )
+        )
+    return tuple(datasets)
+
+
+def _require_object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInputError(
+            f"Invalid spec: {name} must be a JSON object, got {type(value).__name__}. "
+            "Check the spec that the activity wrote."
+        )
+    return value
+
+
+def _require_str(spec: dict[str, Any], key: str, prefix: str = "") -> str:
+    value = spec.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(
+            f"Invalid spec: {prefix}{key} must be a non-empty string, got {value!r}. Set {prefix}{key}."
+        )
+    return value
+
+
+def _require_int(spec: dict[str, Any], key: str, prefix: str = "") -> int:
+    value = spec.get(key)
+    # bool is a subclass of int in Python, but true/false is never a valid seed or version.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(
+            f"Invalid spec: {prefix}{key} must be an integer, got {value!r}. Set {prefix}{key}."
+        )
+    return value
+
+
+def _require_absolute_path(spec: dict[str, Any], key: str, prefix: str = "") -> Path:
+    value = _require_str(spec, key, prefix)
+    path = Path(value)
+    if not path.is_absolute():
+        raise InvalidInputError(
+            f"Invalid spec: {prefix}{key} must be an absolute path, got {value!r}. "
+            "Resolve the path before writing the spec."
+        )
+    return path
+
+
+def _require_name_list(spec: dict[str, Any], key: str, allow_empty: bool) -> tuple[str, ...]:
+    value = spec.get(key)
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise InvalidInputError(
+            f"Invalid spec: {key} must be a list of column names, got {value!r}. Set {key}."
+        )
+    if not value and not allow_empty:
+        raise InvalidInputError(f"Invalid spec: {key} must name at least one column. Set {key}.")
+    repeated = sorted({item for item in value if value.count(item) > 1})
+    if repeated:
+        raise InvalidInputError(
+            f"Invalid spec: {key} lists {', '.join(repeated)} more than once. List each column once."
+        )
+    return tuple(value)
