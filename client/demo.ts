@@ -11,6 +11,7 @@ import { createWorker } from '../worker/worker';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
 import type { PipelineResult } from '../workflows/types';
 import { connectClient, DEFAULT_DATA_FILE, pipelineSpec, startPipeline, workflowUiUrl } from './pipeline';
+import { activityTimings, formatTimings } from './stage-times';
 
 const SYNTHETIC_ROWS = 20_000;
 
@@ -30,7 +31,7 @@ function resolveData(options: DemoOptions, settings: StackSettings): string {
   return writeSyntheticBookings(file, SYNTHETIC_ROWS, 42);
 }
 
-function printSummary(result: PipelineResult, links: { workflow: string }): void {
+function printSummary(result: PipelineResult, links: { workflow: string }, stageTimes: string): void {
   const { tables, training, run, modelVersion, smokeTest } = result;
   const metric = (name: string): string => (training.metrics[name] ?? NaN).toFixed(4);
   const body = JSON.stringify(smokeTest.request);
@@ -44,6 +45,7 @@ Pipeline finished.
   Prediction    ${JSON.stringify({ predictions: smokeTest.predictions })} in ${smokeTest.latencyMs} ms from ${smokeTest.servedModel ?? 'the endpoint'}
   Temporal UI   ${links.workflow}
   MLflow run    ${run.runUrl}
+  Stage times   ${stageTimes}
 `);
 }
 
@@ -71,8 +73,9 @@ async function run(options: DemoOptions): Promise<void> {
 
     const workerLog = path.join(logsDir(settings), 'worker.log');
     installTemporalLogging(createLogger('worker', { file: workerLog }));
-    worker = await createWorker(settings, { identity: `demo-${process.pid}` });
-    workerDone = worker.run();
+    const created = await createWorker(settings, { identity: `demo-${process.pid}` });
+    worker = created.worker;
+    workerDone = created.run();
     console.log(`Worker running (log ${workerLog}).`);
 
     const client = await connectClient(settings);
@@ -81,26 +84,29 @@ async function run(options: DemoOptions): Promise<void> {
     const workflowLink = workflowUiUrl(settings, handle.workflowId, runId);
     console.log(`Started workflow ${handle.workflowId} on ${spec.sourcePath}\n  ${workflowLink}`);
 
-    const stageTimer = setInterval(async () => {
+    const workflowStarted = Date.now();
+    let lastStage: string | undefined;
+    const showStage = async (): Promise<void> => {
       try {
         const description = await handle.describe();
         const stage = description.typedSearchAttributes.get(MLOPS_STAGE);
         if (stage && stage !== lastStage) {
-          console.log(`  [${((Date.now() - started) / 1000).toFixed(1)} s] stage: ${stage}`);
+          console.log(`  [${((Date.now() - workflowStarted) / 1000).toFixed(1)} s] stage: ${stage}`);
           lastStage = stage;
         }
       } catch {
         // Progress display only; the result below reports real failures.
       }
-    }, 1000);
-    let lastStage: string | undefined;
+    };
+    await showStage();
+    const stageTimer = setInterval(showStage, 500);
     let result: PipelineResult;
     try {
       result = await handle.result();
     } finally {
       clearInterval(stageTimer);
     }
-    printSummary(result, { workflow: workflowLink });
+    printSummary(result, { workflow: workflowLink }, formatTimings(activityTimings(await handle.fetchHistory())));
     console.log(`Total time: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     if (options.exit) {
@@ -126,7 +132,10 @@ program.parseAsync().then(
   () => process.exit(0),
   (error: Error) => {
     console.error(`demo failed: ${error.message}`);
-    if (error.cause) console.error(`  cause: ${(error.cause as Error).message ?? error.cause}`);
+    // A workflow failure wraps the activity failure, which wraps the classified error with the fix.
+    for (let cause = error.cause; cause instanceof Error; cause = cause.cause) {
+      console.error(`  caused by ${cause.name}: ${cause.message}`);
+    }
     process.exit(1);
   },
 );

@@ -18,7 +18,7 @@ function runJest(extraArgs: string[]): Counts {
   const output = path.join(RESULTS_DIR, 'jest.json');
   fs.rmSync(output, { force: true });
   const jest = path.join(REPO_ROOT, 'node_modules', 'jest', 'bin', 'jest.js');
-  spawnSync(process.execPath, [jest, '--runInBand', '--json', `--outputFile=${output}`, ...extraArgs], {
+  spawnSync(process.execPath, [jest, '--runInBand', '--forceExit', '--json', `--outputFile=${output}`, ...extraArgs], {
     cwd: REPO_ROOT,
     stdio: 'inherit',
   });

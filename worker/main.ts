@@ -7,9 +7,9 @@ async function run(): Promise<void> {
   const logger = createLogger('worker');
   installTemporalLogging(logger);
   const settings = stackSettings();
-  const worker = await createWorker(settings);
+  const { run: runWorker } = await createWorker(settings);
   logger.info({ address: temporalAddress(settings), taskQueue: settings.taskQueue }, 'Worker started');
-  await worker.run();
+  await runWorker();
   logger.info('Worker stopped');
 }
 

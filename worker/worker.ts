@@ -2,10 +2,16 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { temporalAddress, type StackSettings } from '../config/stack';
 
-/** Creates a worker that runs the pipeline workflows and the local-stack activities. */
-export async function createWorker(settings: StackSettings, options: { identity?: string } = {}): Promise<Worker> {
+/**
+ * Creates a worker that runs the pipeline workflows and the local-stack activities. `run()` resolves
+ * after shutdown and closes the worker's connection.
+ */
+export async function createWorker(
+  settings: StackSettings,
+  options: { identity?: string } = {},
+): Promise<{ worker: Worker; run: () => Promise<void> }> {
   const connection = await NativeConnection.connect({ address: temporalAddress(settings) });
-  return Worker.create({
+  const worker = await Worker.create({
     connection,
     namespace: settings.temporalNamespace,
     taskQueue: settings.taskQueue,
@@ -17,4 +23,12 @@ export async function createWorker(settings: StackSettings, options: { identity?
     // Give running activities time to finish or heartbeat their cancellation on shutdown.
     shutdownGraceTime: '10s',
   });
+  const run = async (): Promise<void> => {
+    try {
+      await worker.run();
+    } finally {
+      await connection.close();
+    }
+  };
+  return { worker, run };
 }

@@ -14,7 +14,7 @@ export interface NumericFeature {
   dtype: 'int8' | 'int16' | 'int32' | 'int64' | 'float32' | 'float64';
 }
 
-/** How raw booking files become the train, test and extra tables. */
+/** Ingest settings: how raw booking files become the train, test and extra tables. */
 export interface IngestSpec {
   idColumn: string;
   renames: Record<string, string>;
@@ -48,8 +48,8 @@ export interface ServingSpec {
 }
 
 /**
- * Everything one pipeline run needs, resolved from the project config by the client. It holds names
- * and settings only: no data and no secrets, so it is safe in workflow history.
+ * Everything one pipeline run needs, resolved from the project config by the client. It contains names
+ * and settings only, with no data and no secrets, so it is safe in workflow history.
  */
 export interface PipelineSpec {
   env: string;

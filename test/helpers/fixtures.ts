@@ -35,7 +35,7 @@ export function testSpec(sourcePath: string, serving: Partial<PipelineSpec['serv
   return buildPipelineSpec(loadProjectConfig(), { env: 'dev', sourcePath, gitSha: 'test-sha', branch: 'test', serving });
 }
 
-/** The real dataset when HOTEL_DATA_CSV names it; undefined otherwise. */
+/** Returns the real dataset path when HOTEL_DATA_CSV names an existing file, else undefined. */
 export function realDataPath(): string | undefined {
   const file = process.env.HOTEL_DATA_CSV;
   return file && fs.existsSync(file) ? path.resolve(file) : undefined;

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import axios from 'axios';
+import type { Client } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
 import type { Worker } from '@temporalio/worker';
 import { deployServingEndpoint } from '../../activities/serving';
@@ -48,25 +49,28 @@ const KNOWN_RECORD = {
   room_type_reserved: 'Room_Type 4',
 };
 
+let client: Client;
 let worker: Worker;
 let workerRun: Promise<void>;
 let first: PipelineResult;
 let second: PipelineResult;
 
 async function runPipeline(workflowId: string): Promise<PipelineResult> {
-  const client = await connectClient(settings);
   const handle = await startPipeline(client, settings, spec, workflowId);
   return handle.result();
 }
 
 beforeAll(async () => {
   installTemporalLogging(createLogger('worker', { file: path.join(logsDir(settings), 'worker.log') }));
-  worker = await createWorker(settings, { identity: 'e2e-test-worker' });
-  workerRun = worker.run();
+  const created = await createWorker(settings, { identity: 'e2e-test-worker' });
+  worker = created.worker;
+  workerRun = created.run();
+  client = await connectClient(settings);
   first = await runPipeline(`e2e-first-${Date.now()}`);
 }, 900_000);
 
 afterAll(async () => {
+  await client?.connection.close();
   worker?.shutdown();
   await workerRun;
 }, 60_000);
@@ -121,7 +125,7 @@ describe('trainAndDeploy on the local stack', () => {
     expect(await registry.findVersionsByRun(first.modelVersion.name, first.run.runId)).toHaveLength(1);
   });
 
-  it('reuses tables and swaps the endpoint to the next version on a second run', async () => {
+  it('second run swaps the endpoint version', async () => {
     second = await runPipeline(`e2e-second-${Date.now()}`);
     expect(second.tables.reused).toBe(true);
     expect(second.tables.train).toEqual(first.tables.train);
@@ -147,7 +151,6 @@ describe('trainAndDeploy on the local stack', () => {
     expect((busy as ApplicationFailure).type).toBe('EndpointBusy');
     expect((busy as ApplicationFailure).nonRetryable).toBe(false);
 
-    const client = await connectClient(settings);
     const handle = await client.workflow.start(deployModelVersion, {
       taskQueue: settings.taskQueue,
       workflowId: `e2e-conflict-${Date.now()}`,

@@ -10,7 +10,7 @@ import type { ServingSpec } from '../../workflows/types';
 
 // Orchestration tests on a real Temporal dev server started by the SDK's test harness. The activities
 // are stand-ins that count their attempts, so the tests can check how the workflow's retry policies
-// treat each failure type; the end-to-end test runs the real activities.
+// treat each failure type. The end-to-end test runs the real activities.
 
 let env: TestWorkflowEnvironment;
 
