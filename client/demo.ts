@@ -5,7 +5,7 @@ import type { Worker } from '@temporalio/worker';
 import { writeSyntheticBookings } from '../activities/synthetic';
 import { createLogger } from '../common/logger';
 import { logsDir, stackSettings, type StackSettings } from '../config/stack';
-import { startStack, type StackHandle } from '../stack/launcher';
+import { startStack, stopServicesStartedHere, type StackHandle } from '../stack/launcher';
 import { installTemporalLogging } from '../worker/logging';
 import { createWorker } from '../worker/worker';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
@@ -59,7 +59,7 @@ async function run(options: DemoOptions): Promise<void> {
   const shutdown = async (): Promise<void> => {
     if (worker && worker.getState() === 'RUNNING') worker.shutdown();
     await workerDone?.catch(() => undefined);
-    await stack?.stop();
+    await (stack ? stack.stop() : stopServicesStartedHere(settings));
   };
   process.once('SIGINT', () => {
     console.log('\nCtrl-C: stopping the worker and the services this demo started...');

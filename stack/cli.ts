@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { stackSettings } from '../config/stack';
-import { startStack, stopStack } from './launcher';
+import { startStack, stopServicesStartedHere, stopStack } from './launcher';
 import { provision } from './provision';
 import { mlflowService, servingService, temporalService } from './services';
 
@@ -18,7 +18,12 @@ program
   .command('up')
   .description('Start Temporal, MLflow and the serving plane in the background (already running ones are kept)')
   .action(async () => {
-    const handle = await startStack(stackSettings());
+    const settings = stackSettings();
+    process.once('SIGINT', () => {
+      console.error('\nCtrl-C: stopping the services started so far...');
+      stopServicesStartedHere(settings).finally(() => process.exit(130));
+    });
+    const handle = await startStack(settings);
     console.log(`Stack running; started now: ${handle.started.join(', ') || 'nothing'}. Stop it with npm run stack:down.`);
   });
 

@@ -21,6 +21,9 @@ export interface StackHandle {
 
 const pidFile = (settings: StackSettings, name: string): string => path.join(settings.stateDir, 'run', `${name}.pid`);
 
+/** Services this process has started and not stopped yet, so Ctrl-C during startup can stop them too. */
+const startedHere = new Set<string>();
+
 function portInUse(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host, port });
@@ -65,6 +68,7 @@ async function startService(settings: StackSettings, service: ServiceDefinition)
   child.unref();
   if (child.pid === undefined) throw new Error(`Could not start ${service.name} (${service.command}).`);
   fs.writeFileSync(pidFile(settings, service.name), String(child.pid));
+  startedHere.add(service.name);
   progress(`${service.name}: starting, pid ${child.pid}, log ${service.logFile}`);
 
   let lastReport = Date.now();
@@ -123,6 +127,12 @@ export async function stopService(settings: StackSettings, name: string): Promis
     progress(`${name}: stopped`);
   }
   fs.rmSync(file, { force: true });
+  startedHere.delete(name);
+}
+
+/** Stops every service that this process started, including ones still starting up. */
+export async function stopServicesStartedHere(settings: StackSettings): Promise<void> {
+  await stopStack(settings, [...startedHere]);
 }
 
 /** Stops the whole stack in reverse start order. */

@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import path from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import axios from 'axios';
 import type { Client } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
@@ -8,6 +10,7 @@ import { registerModelVersion } from '../../activities/registry';
 import { writeSyntheticBookings } from '../../activities/synthetic';
 import { connectClient, startPipeline } from '../../client/pipeline';
 import { createLogger } from '../../common/logger';
+import { REPO_ROOT } from '../../common/paths';
 import { logsDir, mlflowUrl, servingUrl } from '../../config/stack';
 import { MlflowRegistry } from '../../platform/registry/mlflow-registry';
 import { ServingClient } from '../../platform/serving/client';
@@ -55,9 +58,14 @@ let workerRun: Promise<void>;
 let first: PipelineResult;
 let second: PipelineResult;
 
+/** Runs the pipeline and saves its history, from which the replay test's fixtures are refreshed. */
 async function runPipeline(workflowId: string): Promise<PipelineResult> {
   const handle = await startPipeline(client, settings, spec, workflowId);
-  return handle.result();
+  const result = await handle.result();
+  const folder = path.join(REPO_ROOT, 'test-results', 'histories');
+  fs.mkdirSync(folder, { recursive: true });
+  fs.writeFileSync(path.join(folder, `${workflowId.replace(/-\d+$/, '')}.json`), historyToJSON(await handle.fetchHistory()));
+  return result;
 }
 
 beforeAll(async () => {
