@@ -41,6 +41,7 @@ function checkReadable(file: string): void {
   try {
     const stat = fs.statSync(file);
     if (!stat.isFile()) throw invalidInput(`Data file ${file} is not a regular file. Pass the path of a CSV file.`);
+    if (stat.size === 0) throw invalidInput(`Data file ${file} is empty. Pass a CSV file with a header row and bookings.`);
     fs.accessSync(file, fs.constants.R_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
@@ -127,7 +128,7 @@ async function readRaw(connection: DuckDBConnection, file: string): Promise<void
     await connection.run(readRawSql(file));
   } catch (error) {
     throw invalidInput(
-      `Data file ${file} could not be read as CSV: ${(error as Error).message.split('\n')[0]}. ` +
+      `Data file ${file} could not be read as CSV: ${(error as Error).message.split('\n')[0].replace(/\.+$/, '')}. ` +
         'Pass a comma-separated file with a header row.',
     );
   }

@@ -100,7 +100,12 @@ export async function waitForEndpointReady(client: ServingClient, input: WaitInp
     try {
       endpoint = await client.get(name);
     } catch (error) {
-      throw classifyHttpError(error, `Reading serving endpoint ${name}`);
+      const failure = classifyHttpError(error, `Reading serving endpoint ${name}`);
+      if (failure.nonRetryable || Date.now() > deadline) throw failure;
+      // The serving plane may be restarting: keep polling until the deadline instead of failing the run.
+      log.warn('Serving endpoint unreachable; polling again', { endpoint: name, error: failure.message });
+      await sleep(input.serving.pollIntervalSeconds * 1000);
+      continue;
     }
     if (!endpoint) throw endpointUpdateFailed(`Serving endpoint ${name} disappeared while waiting for it.`, true);
 

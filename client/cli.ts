@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { writeSyntheticBookings } from '../activities/synthetic';
 import { stackSettings } from '../config/stack';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
-import { connectClient, pipelineSpec, startPipeline, workflowUiUrl } from './pipeline';
+import { connectClient, pipelineSpec, startPipeline, workflowPollerCount, workflowUiUrl } from './pipeline';
 
 const program = new Command('pipeline').description('Start and inspect pipeline runs on a running stack and worker');
 
@@ -21,6 +21,12 @@ program
     const handle = await startPipeline(client, settings, spec, options.workflowId);
     const { runId } = await handle.describe();
     console.log(`Started ${handle.workflowId}\n  ${workflowUiUrl(settings, handle.workflowId, runId)}`);
+    if ((await workflowPollerCount(client, settings)) === 0) {
+      console.warn(
+        `Warning: no worker is polling task queue ${settings.taskQueue}; the run waits until one starts. ` +
+          'Start one with npm run worker.',
+      );
+    }
     if (options.wait) console.log(JSON.stringify(await handle.result(), null, 2));
   });
 

@@ -26,7 +26,8 @@ function resolveData(options: DemoOptions, settings: StackSettings): string {
   if (fs.existsSync(DEFAULT_DATA_FILE)) return DEFAULT_DATA_FILE;
   const file = path.join(settings.stateDir, 'data', 'synthetic-bookings.csv');
   console.log(
-    `No --data given and ${DEFAULT_DATA_FILE} is absent: using ${SYNTHETIC_ROWS} synthetic bookings (seed 42) in ${file}.`,
+    `No --data given and ${DEFAULT_DATA_FILE} is absent: using ${SYNTHETIC_ROWS} synthetic bookings (seed 42) in ${file}. ` +
+      'The model trained on them gets the latest-model alias and replaces the version the endpoint serves.',
   );
   return writeSyntheticBookings(file, SYNTHETIC_ROWS, 42);
 }
@@ -42,7 +43,7 @@ Pipeline finished.
   Model version ${modelVersion.name} version ${modelVersion.version} (alias ${modelVersion.alias})
   Endpoint      ${smokeTest.url}
   Request       curl -s -X POST ${smokeTest.url} -H 'Content-Type: application/json' -d '${body}'
-  Prediction    ${JSON.stringify({ predictions: smokeTest.predictions })} in ${smokeTest.latencyMs} ms from ${smokeTest.servedModel ?? 'the endpoint'}
+  Prediction    ${JSON.stringify({ predictions: smokeTest.predictions })} in ${smokeTest.latencyMs.toFixed(1)} ms from ${smokeTest.servedModel ?? 'the endpoint'}
   Temporal UI   ${links.workflow}
   MLflow run    ${run.runUrl}
   Stage times   ${stageTimes}
@@ -61,7 +62,12 @@ async function run(options: DemoOptions): Promise<void> {
     await workerDone?.catch(() => undefined);
     await (stack ? stack.stop() : stopServicesStartedHere(settings));
   };
-  process.once('SIGINT', () => {
+  // tsx relays the terminal's SIGINT to this process, so one Ctrl-C can arrive twice; only the first
+  // starts the shutdown, and later ones must not kill the process before the services are stopped.
+  let stopping = false;
+  process.on('SIGINT', () => {
+    if (stopping) return;
+    stopping = true;
     console.log('\nCtrl-C: stopping the worker and the services this demo started...');
     shutdown().finally(() => process.exit(130));
   });

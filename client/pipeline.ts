@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { REPO_ROOT } from '../common/paths';
 import { buildPipelineSpec, loadProjectConfig, resolveEnvironment, DEFAULT_CONFIG_FILE } from '../config/load';
 import { temporalAddress, temporalUiUrl, type StackSettings } from '../config/stack';
@@ -34,6 +35,9 @@ export function pipelineSpec(request: PipelineRequest): PipelineSpec {
   const env = resolveEnvironment(config, request.env);
   if (!fs.existsSync(request.dataPath)) {
     throw new Error(`Data file not found: ${request.dataPath}. Pass an existing bookings CSV with --data PATH.`);
+  }
+  if (!fs.statSync(request.dataPath).isFile()) {
+    throw new Error(`Data file ${request.dataPath} is not a regular file. Pass the path of a CSV file with --data PATH.`);
   }
   return buildPipelineSpec(config, {
     env,
@@ -77,4 +81,14 @@ export async function startPipeline(
 
 export function workflowUiUrl(settings: StackSettings, workflowId: string, runId: string): string {
   return `${temporalUiUrl(settings)}/namespaces/${settings.temporalNamespace}/workflows/${encodeURIComponent(workflowId)}/${runId}/history`;
+}
+
+/** Returns how many workers have polled the pipeline's task queue recently (the server keeps about a minute). */
+export async function workflowPollerCount(client: Client, settings: StackSettings): Promise<number> {
+  const response = await client.workflowService.describeTaskQueue({
+    namespace: settings.temporalNamespace,
+    taskQueue: { name: settings.taskQueue },
+    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+  });
+  return response.pollers?.length ?? 0;
 }

@@ -32,5 +32,8 @@ export function classifyHttpError(error: unknown, action: string): ApplicationFa
   if (status !== undefined && status >= 400 && status < 500 && status !== 409 && status !== 429) {
     return invalidInput(detail);
   }
+  if (status === undefined && /ECONNREFUSED/.test(message)) {
+    return transient(`${detail}. Is the service running? Start the local stack with npm run stack:up.`);
+  }
   return transient(detail, error instanceof Error ? error : undefined);
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { forgetModelServer, recordModelServer } from './orphans';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -39,6 +40,8 @@ export interface MlflowModelServerLauncherOptions {
   trackingUri: string;
   /** Folder for the per-server log files. */
   logsDir: string;
+  /** Folder for one pid file per running model server, so a later plane can stop orphans. */
+  pidDir?: string;
   logger: Logger;
   mlflowBin?: string;
   /** Interface that model servers bind to. */
@@ -202,12 +205,14 @@ export class MlflowModelServerLauncher implements ModelServerLauncher {
     const child = await this.spawnServer(args, logFile);
     const pid = child.pid as number;
     trackProcessGroup(pid);
+    if (this.options.pidDir) recordModelServer(this.options.pidDir, pid);
     const server = new MlflowModelServer(child, `http://${this.host}:${port}`, this.stopGraceMs);
     const context = { endpoint: spec.endpoint, servedEntity: spec.servedEntityName, modelUri: uri, pid, port };
     this.options.logger.info({ ...context, workers: spec.workers, logFile }, 'model server started');
 
     server.onExit((code, signal) => {
       liveProcessGroups.delete(pid);
+      if (this.options.pidDir) forgetModelServer(this.options.pidDir, pid);
       this.options.logger.info({ ...context, exitCode: code, signal }, 'model server exited');
     });
 

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { modelServerPidDir, reapModelServers } from './orphans';
 import axios from 'axios';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../common/logger';
@@ -60,11 +61,17 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
   const logger = options.logger;
   let baseUrl = `http://${options.host}:${options.port}`;
   const stateFile = servingStateFile(options.stateDir);
+  const pidDir = modelServerPidDir(options.stateDir);
+  if (!options.launcher) {
+    const reaped = reapModelServers(pidDir);
+    if (reaped.length > 0) logger.warn({ pids: reaped }, 'stopped model servers left by a previous serving plane');
+  }
   const launcher =
     options.launcher ??
     new MlflowModelServerLauncher({
       trackingUri: options.trackingUri,
       logsDir: path.join(options.stateDir, 'logs'),
+      pidDir,
       logger,
       readyTimeoutMs: options.readyTimeoutMs,
     });

@@ -19,7 +19,10 @@ program
   .description('Start Temporal, MLflow and the serving plane in the background (already running ones are kept)')
   .action(async () => {
     const settings = stackSettings();
-    process.once('SIGINT', () => {
+    let stopping = false;
+    process.on('SIGINT', () => {
+      if (stopping) return;
+      stopping = true;
       console.error('\nCtrl-C: stopping the services started so far...');
       stopServicesStartedHere(settings).finally(() => process.exit(130));
     });

@@ -6,6 +6,7 @@ import type { StackSettings } from '../config/stack';
 import { temporalAddress } from '../config/stack';
 import { elapsed, progress } from './progress';
 import { provision, runCommand } from './provision';
+import { modelServerPidDir, reapModelServers } from '../serving/orphans';
 import { SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { mlflowService, servingService, temporalService, type ServiceDefinition } from './services';
 
@@ -116,8 +117,7 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 /** Stops a service started by a launcher: SIGTERM to its process group, SIGKILL after 15 s. */
 export async function stopService(settings: StackSettings, name: string): Promise<void> {
   const file = pidFile(settings, name);
-  if (!fs.existsSync(file)) return;
-  const pid = Number(fs.readFileSync(file, 'utf8'));
+  const pid = fs.existsSync(file) ? Number(fs.readFileSync(file, 'utf8')) : NaN;
   if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
     progress(`${name}: stopping pid ${pid}`);
     killGroup(pid, 'SIGTERM');
@@ -128,6 +128,10 @@ export async function stopService(settings: StackSettings, name: string): Promis
   }
   fs.rmSync(file, { force: true });
   startedHere.delete(name);
+  if (name === 'serving') {
+    const reaped = reapModelServers(modelServerPidDir(settings.stateDir));
+    if (reaped.length > 0) progress(`serving: stopped ${reaped.length} leftover model servers (${reaped.join(', ')})`);
+  }
 }
 
 /** Stops every service that this process started, including ones still starting up. */

@@ -17,7 +17,8 @@ export async function createWorker(
     taskQueue: settings.taskQueue,
     workflowsPath: require.resolve('../workflows'),
     activities: createActivities(settings),
-    identity: options.identity,
+    // The SDK rejects an explicit undefined identity, so the key is only set when given.
+    ...(options.identity ? { identity: options.identity } : {}),
     // Training runs in a child process, so two concurrent activities fit a 2-core machine.
     maxConcurrentActivityTaskExecutions: 4,
     // Give running activities time to finish or heartbeat their cancellation on shutdown.

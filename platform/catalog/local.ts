@@ -48,8 +48,10 @@ export class LocalCatalog {
   }
 
   /**
-   * Commits a staged Parquet file as the next version of `table` and returns its reference.
-   * The table lock serialises writers from different processes.
+   * Commits a staged Parquet file as the next version of `table` and returns its reference. The table
+   * lock serialises writers from different processes. When the newest version already came from the
+   * same source hash (a concurrent ingestion of the same file won the race), the staged file is dropped
+   * and that version is returned, so one source never produces two versions in a row.
    */
   async commit(
     table: TableName,
@@ -58,7 +60,12 @@ export class LocalCatalog {
   ): Promise<TableRef> {
     return this.withLock(table, () => {
       const history = this.history(table);
-      const version = (history[history.length - 1]?.version ?? 0) + 1;
+      const latest = history[history.length - 1];
+      if (latest && latest.sourceHash === entry.sourceHash) {
+        fs.rmSync(stagedFile, { force: true });
+        return { ...table, version: latest.version };
+      }
+      const version = (latest?.version ?? 0) + 1;
       const ref: TableRef = { ...table, version };
       fs.renameSync(stagedFile, this.snapshotPath(ref));
       const info: TableVersionInfo = {

@@ -190,6 +190,23 @@ describe('ingestBookings', () => {
       expect(failure.message).toContain('duplicate booking ids INN00001 (2 times)');
     });
 
+    it('rejects an empty file', async () => {
+      const file = path.join(tempDir('data'), 'empty.csv');
+      fs.writeFileSync(file, '');
+      const failure = await ingestFailure(tempDir('catalog'), file);
+      expect(failure.type).toBe('InvalidInput');
+      expect(failure.message).toBe(`Data file ${file} is empty. Pass a CSV file with a header row and bookings.`);
+    });
+
+    it('rejects a binary file', async () => {
+      const file = path.join(tempDir('data'), 'binary.csv');
+      fs.writeFileSync(file, Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 256)));
+      const failure = await ingestFailure(tempDir('catalog'), file);
+      expect(failure.type).toBe('InvalidInput');
+      expect(failure.message).toContain(file);
+      expect(failure.message).not.toContain('..');
+    });
+
     it('rejects a header-only file', async () => {
       const dir = tempDir('data');
       const file = path.join(dir, 'header.csv');

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -58,11 +60,28 @@ def _raise_terminated(signal_number: int, _frame: FrameType | None) -> None:
     raise JobTerminatedError(f"Job terminated by signal {signal.Signals(signal_number).name}")
 
 
+def _stop_when_orphaned(poll_seconds: float = 2.0) -> None:
+    """Send SIGTERM to this job when its parent (the worker) dies.
+
+    The worker starts the job in its own process group, so a killed worker would otherwise leave it
+    running while Temporal retries the activity on another worker.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one job and return its exit code."""
     log = JobLogger()
     # Raising instead of dying lets the log job mark its MLflow run FAILED and print the error line.
     signal.signal(signal.SIGTERM, _raise_terminated)
+    _stop_when_orphaned()
     started = time.monotonic()
     try:
         args = _build_parser().parse_args(argv)
