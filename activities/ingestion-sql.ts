@@ -34,8 +34,16 @@ export function requiredColumns(spec: IngestSpec): string[] {
   ];
 }
 
-export function readRawSql(file: string): string {
-  return `CREATE TEMP TABLE raw AS SELECT * FROM read_csv(${quoteLiteral(file)}, header = true, all_varchar = true)`;
+/**
+ * Reads every column as text with the header and delimiter found beforehand. Dialect sniffing is off,
+ * because a damaged last line can make DuckDB's sniffer misread the whole file; with it off, a row with
+ * the wrong number of fields fails with its line number.
+ */
+export function readRawSql(file: string, columns: string[], delimiter: string): string {
+  const types = columns.map((name) => `${quoteLiteral(name)}: 'VARCHAR'`).join(', ');
+  return `CREATE TEMP TABLE raw AS SELECT * FROM read_csv(${quoteLiteral(file)},
+    auto_detect = false, header = true, delim = ${quoteLiteral(delimiter)}, quote = '"', escape = '"',
+    columns = {${types}})`;
 }
 
 /**
@@ -61,8 +69,10 @@ export function arrivalDateSql(year: string, month: string, day: string): string
 export function realDateSql(year: string, month: string, day: string): string {
   const m = `CAST(${month} AS INTEGER)`;
   const d = `CAST(${day} AS INTEGER)`;
+  // AND does not short-circuit in DuckDB, so the month is clamped before make_date sees it.
+  const safeMonth = `least(greatest(${m}, 1), 12)`;
   return `(${m} BETWEEN 1 AND 12 AND ${d} >= 1
-    AND ${d} <= day(last_day(make_date(CAST(${year} AS INTEGER), ${m}, 1))))`;
+    AND ${d} <= day(last_day(make_date(CAST(${year} AS INTEGER), ${safeMonth}, 1))))`;
 }
 
 /**
@@ -77,20 +87,21 @@ export function isTestSql(idColumn: string, testFraction: number): string {
 /** Builds the cleaned table from `raw`; assumes the checks on `raw` have passed. */
 export function cleanSql(spec: IngestSpec, ingestedAt: string): string {
   const id = renamed(spec, spec.idColumn);
-  const columns: string[] = [`CAST(${quoteIdent(spec.idColumn)} AS VARCHAR) AS ${quoteIdent(id)}`];
+  // Surrounding spaces are not part of an id or a category ("Online " is "Online").
+  const columns: string[] = [`trim(${quoteIdent(spec.idColumn)}) AS ${quoteIdent(id)}`];
   for (const feature of spec.numericFeatures) {
     columns.push(
       `CAST(trim(${quoteIdent(feature.name)}) AS ${sqlType(feature.dtype)}) AS ${quoteIdent(renamed(spec, feature.name))}`,
     );
   }
   for (const name of spec.categoricalFeatures) {
-    columns.push(`${quoteIdent(name)} AS ${quoteIdent(renamed(spec, name))}`);
+    columns.push(`trim(${quoteIdent(name)}) AS ${quoteIdent(renamed(spec, name))}`);
   }
   const cases = Object.entries(spec.target.values)
     .map(([from, to]) => `WHEN ${quoteLiteral(from)} THEN ${to}`)
     .join(' ');
   columns.push(
-    `CAST(CASE ${quoteIdent(spec.target.name)} ${cases} END AS INTEGER) AS ${quoteIdent(renamed(spec, spec.target.name))}`,
+    `CAST(CASE trim(${quoteIdent(spec.target.name)}) ${cases} END AS INTEGER) AS ${quoteIdent(renamed(spec, spec.target.name))}`,
   );
   const arrival = arrivalDateSql('arrival_year', 'arrival_month', 'arrival_date');
   return `CREATE TEMP TABLE clean AS

@@ -5,7 +5,8 @@ import { log } from '@temporalio/activity';
 import { invalidInput } from '../common/errors';
 import { LocalCatalog } from '../platform/catalog/local';
 import type { TableName } from '../platform/catalog/port';
-import type { IngestResult, IngestSpec, QualityReport, TableRef } from '../workflows/types';
+import type { IngestResult, IngestSpec, NumericFeature, QualityReport, TableRef } from '../workflows/types';
+import { readCsvHeader } from './csv-header';
 import { cleanSql, quoteIdent, quoteLiteral, readRawSql, renamed, requiredColumns, sqlType } from './ingestion-sql';
 
 export interface IngestInput {
@@ -55,6 +56,30 @@ function checkReadable(file: string): void {
   }
 }
 
+/** Fails when a numeric column has values outside the configured minimum and maximum. */
+async function checkRange(connection: DuckDBConnection, file: string, feature: NumericFeature): Promise<void> {
+  if (feature.min === undefined && feature.max === undefined) return;
+  const value = `CAST(trim(${quoteIdent(feature.name)}) AS DOUBLE)`;
+  const conditions = [
+    ...(feature.min === undefined ? [] : [`${value} < ${feature.min}`]),
+    ...(feature.max === undefined ? [] : [`${value} > ${feature.max}`]),
+  ];
+  const bad = await rows(
+    connection,
+    `SELECT ${quoteIdent(feature.name)} AS value, (rowid + 2)::INTEGER AS line, count(*) OVER ()::INTEGER AS total FROM raw
+     WHERE ${conditions.join(' OR ')} ORDER BY rowid LIMIT ${EXAMPLES}`,
+  );
+  if (bad.length === 0) return;
+  const bounds = [feature.min === undefined ? '' : `>= ${feature.min}`, feature.max === undefined ? '' : `<= ${feature.max}`]
+    .filter(Boolean)
+    .join(' and ');
+  const examples = bad.map((b) => `line ${b.line}: ${b.value}`).join('; ');
+  throw invalidInput(
+    `Data file ${file}, column ${feature.name}: ${bad[0].total} values are out of range; expected ${bounds} (${examples}). ` +
+      'Fix or remove those rows.',
+  );
+}
+
 /** Fails with every problem of the raw file that would make a table version wrong. */
 async function validateRaw(connection: DuckDBConnection, file: string, spec: IngestSpec): Promise<number> {
   const present = new Set((await rows(connection, 'DESCRIBE raw')).map((r) => String(r.column_name)));
@@ -75,7 +100,7 @@ async function validateRaw(connection: DuckDBConnection, file: string, spec: Ing
   const unknown = await rows(
     connection,
     `SELECT coalesce(${target}, '<empty>') AS value, count(*)::INTEGER AS count, min(rowid + 2)::INTEGER AS line
-     FROM raw WHERE ${target} IS NULL OR ${target} NOT IN (${known}) GROUP BY 1 ORDER BY line LIMIT ${EXAMPLES}`,
+     FROM raw WHERE ${target} IS NULL OR trim(${target}) NOT IN (${known}) GROUP BY 1 ORDER BY line LIMIT ${EXAMPLES}`,
   );
   if (unknown.length > 0) {
     const listed = unknown.map((u) => `'${u.value}' (${u.count} rows, first on line ${u.line})`).join(', ');
@@ -99,6 +124,7 @@ async function validateRaw(connection: DuckDBConnection, file: string, spec: Ing
           'Fix or remove those rows.',
       );
     }
+    await checkRange(connection, file, feature);
   }
 
   for (const name of [spec.idColumn, ...spec.categoricalFeatures]) {
@@ -114,7 +140,7 @@ async function validateRaw(connection: DuckDBConnection, file: string, spec: Ing
   const id = quoteIdent(spec.idColumn);
   const duplicates = await rows(
     connection,
-    `SELECT ${id} AS id, count(*)::INTEGER AS count FROM raw GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT ${EXAMPLES}`,
+    `SELECT trim(${id}) AS id, count(*)::INTEGER AS count FROM raw GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT ${EXAMPLES}`,
   );
   if (duplicates.length > 0) {
     const listed = duplicates.map((d) => `${d.id} (${d.count} times)`).join(', ');
@@ -124,12 +150,28 @@ async function validateRaw(connection: DuckDBConnection, file: string, spec: Ing
 }
 
 async function readRaw(connection: DuckDBConnection, file: string): Promise<void> {
+  let header;
   try {
-    await connection.run(readRawSql(file));
+    header = readCsvHeader(file);
   } catch (error) {
     throw invalidInput(
-      `Data file ${file} could not be read as CSV: ${(error as Error).message.split('\n')[0].replace(/\.+$/, '')}. ` +
-        'Pass a comma-separated file with a header row.',
+      `Data file ${file} is not a CSV file: ${(error as Error).message}. Pass a delimited text file with a header row.`,
+    );
+  }
+  try {
+    await connection.run(readRawSql(file, header.columns, header.delimiter));
+  } catch (error) {
+    const message = (error as Error).message;
+    const shape = /CSV Error on Line: (\d+)[\s\S]*?Expected Number of Columns: (\d+) Found: (\d+)/.exec(message);
+    if (shape) {
+      throw invalidInput(
+        `Data file ${file}, line ${shape[1]}: expected ${shape[2]} fields, found ${shape[3]}. ` +
+          'The line may be truncated or contain an unquoted delimiter; fix or remove it.',
+      );
+    }
+    throw invalidInput(
+      `Data file ${file} could not be read as CSV: ${message.split('\n').slice(0, 2).join(' ').replace(/\.+$/, '')}. ` +
+        'Fix the file and ingest it again.',
     );
   }
 }
@@ -195,6 +237,17 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
           'Pass a larger file or change training_segment in config/project.yml.',
       );
     }
+    const textColumns = [spec.idColumn, ...spec.categoricalFeatures, spec.target.name].map(quoteIdent);
+    const otherColumns = requiredColumns(spec)
+      .filter((c) => c !== spec.idColumn)
+      .map(quoteIdent)
+      .join(', ');
+    const [quality] = await rows(
+      connection,
+      `SELECT (${textColumns.map((c) => `count(*) FILTER (WHERE ${c} <> trim(${c}))`).join(' + ')})::INTEGER AS trimmed,
+              (count(*) - (SELECT count(*) FROM (SELECT DISTINCT ${otherColumns} FROM raw)))::INTEGER AS duplicates
+       FROM raw`,
+    );
     const report: QualityReport = {
       sourceFile: file,
       sourceSha256: fileSha,
@@ -204,6 +257,8 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
       rowsExtra: Number(stats.extra),
       arrivalDatesNormalised: Number(stats.normalised),
       canceledShareTrain: Number(Number(stats.canceled_share).toFixed(4)),
+      valuesTrimmed: Number(quality.trimmed),
+      duplicateRowsIgnoringId: Number(quality.duplicates),
     };
 
     // Stage all three files before committing any, so a failure leaves every table as it was.

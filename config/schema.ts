@@ -32,7 +32,13 @@ export const ProjectConfigSchema = z
       .object({
         id_column: z.string().min(1),
         renames: z.record(z.string(), Identifier),
-        numeric_features: z.array(z.object({ name: Identifier, dtype: NumericDtype }).strict()).min(1),
+        numeric_features: z
+          .array(
+            z
+              .object({ name: Identifier, dtype: NumericDtype, min: z.number().optional(), max: z.number().optional() })
+              .strict(),
+          )
+          .min(1),
         categorical_features: z.array(Identifier),
         target: z
           .object({

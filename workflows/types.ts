@@ -12,6 +12,9 @@ export interface TableRef {
 export interface NumericFeature {
   name: string;
   dtype: 'int8' | 'int16' | 'int32' | 'int64' | 'float32' | 'float64';
+  /** Smallest valid value; smaller values are rejected. */
+  min?: number;
+  max?: number;
 }
 
 /** Ingest settings: how raw booking files become the train, test and extra tables. */
@@ -75,6 +78,10 @@ export interface QualityReport {
   rowsExtra: number;
   arrivalDatesNormalised: number;
   canceledShareTrain: number;
+  /** Id, category and label values that had surrounding spaces removed. */
+  valuesTrimmed: number;
+  /** Rows equal to an earlier row in every column but the booking id. */
+  duplicateRowsIgnoringId: number;
 }
 
 export interface IngestResult {

@@ -1,0 +1,323 @@
+// Measures ingestion throughput and peak memory of ingestBookings (DuckDB) against a pandas baseline
+// (bench/pandas_ingest.py), on the real bookings file and on a scaled-up copy of it, and prints a
+// Markdown table with medians, ratios and whether both produce the same tables.
+//
+// Usage: HOTEL_DATA_CSV=/path/to/hotel_reservations.csv npx tsx bench/ingest-throughput.ts
+//          [--copies 100] [--runs 3] [--rowwise-max-rows N] [--keep]
+// PYTHON overrides the Python interpreter (default ml/.venv/bin/python, which has pandas and pyarrow).
+//
+// Each implementation runs as its own process under `/usr/bin/time -v`, whose "Maximum resident set
+// size" is the peak RSS of that process, native allocations (DuckDB, numpy, Arrow) included. Without
+// /usr/bin/time, the peak RSS printed by the process itself is used. Temp data goes to
+// /tmp/bench-ingest-*, which is removed at the end unless --keep is given.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { openDuckDB } from '../activities/ingestion';
+import { PYTHON_BIN, REPO_ROOT } from '../common/paths';
+import { LocalCatalog } from '../platform/catalog/local';
+import { testSpec } from '../test/helpers/fixtures';
+import { writeScaledBookings } from './make-scaled-bookings';
+
+const TIME_BIN = '/usr/bin/time';
+const TABLES = ['train', 'test', 'extra'] as const;
+type Table = (typeof TABLES)[number];
+
+/** Targets at the largest size, against the vectorised pandas baseline. */
+const TARGET_SPEEDUP = 10;
+const TARGET_RSS_SHARE = 1 / 3;
+
+interface Implementation {
+  /** Short label for the table's command column. */
+  label: string;
+  /** Builds the command line that ingests `csv` into the fresh folder `outDir`. */
+  command: (csv: string, outDir: string) => string[];
+  /** Returns the Parquet file of one output table under `outDir`. */
+  tableFile: (outDir: string, table: Table) => string;
+  isBaseline: boolean;
+  isRowwise: boolean;
+}
+
+/** One JSON line as printed by bench/ingest-once.ts and bench/pandas_ingest.py. */
+interface RunOutput {
+  rowsIn: number;
+  train: number;
+  test: number;
+  extra: number;
+  normalised: number;
+  seconds: number;
+  maxRssKiB: number;
+}
+
+interface Measurement extends RunOutput {
+  wallSeconds: number;
+  peakRssKiB: number;
+}
+
+interface Size {
+  label: string;
+  csv: string;
+  rows: number;
+}
+
+interface Row {
+  size: Size;
+  implementation: Implementation;
+  wallSeconds: number;
+  inProcessSeconds: number;
+  peakRssMiB: number;
+  rowsPerSecond: number;
+}
+
+function implementations(python: string): Implementation[] {
+  const spec = testSpec('unused.csv');
+  const catalogTable = (outDir: string, table: Table): string =>
+    new LocalCatalog(outDir).snapshotPath({
+      catalog: spec.catalog,
+      schema: spec.schema,
+      name: spec.ingest.tables[table],
+      version: 1,
+    });
+  const pandasTable = (outDir: string, table: Table): string => path.join(outDir, `${table}.parquet`);
+  const pandasScript = path.join(REPO_ROOT, 'bench', 'pandas_ingest.py');
+  return [
+    {
+      label: 'ours: `node --import tsx bench/ingest-once.ts`',
+      command: (csv, outDir) => [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'bench', 'ingest-once.ts'), csv, outDir],
+      tableFile: catalogTable,
+      isBaseline: false,
+      isRowwise: false,
+    },
+    {
+      label: 'pandas: `python bench/pandas_ingest.py`',
+      command: (csv, outDir) => [python, pandasScript, csv, outDir],
+      tableFile: pandasTable,
+      isBaseline: true,
+      isRowwise: false,
+    },
+    {
+      label: 'pandas row-wise dates: `python bench/pandas_ingest.py --dates rowwise`',
+      command: (csv, outDir) => [python, pandasScript, csv, outDir, '--dates', 'rowwise'],
+      tableFile: pandasTable,
+      isBaseline: false,
+      isRowwise: true,
+    },
+  ];
+}
+
+/** Runs one command as a child process and returns its output, wall time and peak RSS. */
+function measure(argv: string[], useTime: boolean): Measurement {
+  const [command, ...args] = useTime ? [TIME_BIN, '-v', ...argv] : argv;
+  const start = process.hrtime.bigint();
+  const child = spawnSync(command, args, { cwd: REPO_ROOT, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  const wallSeconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (child.error) throw new Error(`Failed to start ${argv.join(' ')}: ${child.error.message}`);
+  if (child.status !== 0) {
+    throw new Error(`Command failed with exit code ${child.status}: ${argv.join(' ')}\n${child.stderr.trim()}`);
+  }
+
+  const lastLine = child.stdout.trim().split('\n').pop() ?? '';
+  let output: RunOutput;
+  try {
+    output = JSON.parse(lastLine) as RunOutput;
+  } catch {
+    throw new Error(`Expected a JSON line from ${argv.join(' ')}, got: ${child.stdout.trim().slice(-500)}`);
+  }
+  // GNU time prints the peak RSS in KiB although its label says kbytes.
+  const timeRss = /Maximum resident set size \(kbytes\): (\d+)/.exec(child.stderr);
+  if (useTime && !timeRss) throw new Error(`No peak RSS in the output of ${TIME_BIN} -v: ${child.stderr.trim().slice(-500)}`);
+  const peakRssKiB = timeRss ? Number(timeRss[1]) : output.maxRssKiB;
+  return { ...output, wallSeconds, peakRssKiB };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** Counts rows that are in one implementation's table and not in the other's, compared on key columns. */
+async function countDifferingRows(left: string, right: string): Promise<number> {
+  const columns = 'booking_id, booking_status, market_segment_type, lead_time, avg_price_per_room, date_of_arrival, date_of_booking';
+  const { instance, connection } = await openDuckDB();
+  try {
+    const sql = (a: string, b: string): string =>
+      `SELECT count(*)::BIGINT AS n FROM (SELECT ${columns} FROM read_parquet('${a}')
+       EXCEPT ALL SELECT ${columns} FROM read_parquet('${b}'))`;
+    let differing = 0;
+    for (const [a, b] of [[left, right], [right, left]]) {
+      const result = (await connection.runAndReadAll(sql(a, b))).getRowObjectsJS() as { n: bigint }[];
+      differing += Number(result[0].n);
+    }
+    return differing;
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
+}
+
+function countsLine(output: RunOutput): string {
+  return `in ${output.rowsIn}, train ${output.train}, test ${output.test}, extra ${output.extra}, normalised dates ${output.normalised}`;
+}
+
+function formatNumber(value: number, digits = 0): string {
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function printTable(rows: Row[]): void {
+  console.log(
+    '| rows | command | wall s (median) | rows/s | in-process s | peak RSS MiB | rows/s vs pandas | in-process speed vs pandas | peak RSS vs pandas |',
+  );
+  console.log('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const row of rows) {
+    const baseline = rows.find((r) => r.size === row.size && r.implementation.isBaseline);
+    const ratio = (value: number | undefined): string => (value === undefined ? 'n/a' : `${value.toFixed(2)}×`);
+    console.log(
+      `| ${formatNumber(row.size.rows)} | ${row.implementation.label} | ${row.wallSeconds.toFixed(2)} | ` +
+        `${formatNumber(row.rowsPerSecond)} | ${row.inProcessSeconds.toFixed(2)} | ${formatNumber(row.peakRssMiB)} | ` +
+        `${ratio(baseline && row.rowsPerSecond / baseline.rowsPerSecond)} | ` +
+        `${ratio(baseline && baseline.inProcessSeconds / row.inProcessSeconds)} | ` +
+        `${ratio(baseline && row.peakRssMiB / baseline.peakRssMiB)} |`,
+    );
+  }
+}
+
+/** Prints whether the largest size meets the speed and memory targets; returns true when both are met. */
+function reportTargets(rows: Row[], largest: Size): boolean {
+  const ours = rows.find((r) => r.size === largest && !r.implementation.isBaseline && !r.implementation.isRowwise);
+  const baseline = rows.find((r) => r.size === largest && r.implementation.isBaseline);
+  if (!ours || !baseline) throw new Error(`Missing results for ${largest.label}.`);
+  const speedup = ours.rowsPerSecond / baseline.rowsPerSecond;
+  const rssShare = ours.peakRssMiB / baseline.peakRssMiB;
+  const speedMet = speedup >= TARGET_SPEEDUP;
+  const memoryMet = rssShare <= TARGET_RSS_SHARE;
+  console.log(`\nTargets at ${formatNumber(largest.rows)} rows, against the vectorised pandas baseline:`);
+  console.log(`- rows/s at least ${TARGET_SPEEDUP}× pandas: ${speedup.toFixed(2)}×, ${speedMet ? 'met' : 'NOT met'}`);
+  console.log(
+    `- peak RSS at most ${TARGET_RSS_SHARE.toFixed(2)} of pandas: ${rssShare.toFixed(2)}, ${memoryMet ? 'met' : 'NOT met'}`,
+  );
+  return speedMet && memoryMet;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      copies: { type: 'string', default: '100' },
+      runs: { type: 'string', default: '3' },
+      'rowwise-max-rows': { type: 'string' },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  const copies = Number(values.copies);
+  const runs = Number(values.runs);
+  const rowwiseMaxRows = values['rowwise-max-rows'] === undefined ? Infinity : Number(values['rowwise-max-rows']);
+  if (!Number.isInteger(copies) || copies < 1) throw new Error(`Invalid --copies ${values.copies}: pass a whole number of 1 or more.`);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`Invalid --runs ${values.runs}: pass a whole number of 1 or more.`);
+  if (Number.isNaN(rowwiseMaxRows)) throw new Error(`Invalid --rowwise-max-rows ${values['rowwise-max-rows']}: pass a row count.`);
+
+  const source = process.env.HOTEL_DATA_CSV;
+  if (!source || !fs.existsSync(source)) {
+    throw new Error(`HOTEL_DATA_CSV is ${source === undefined ? 'not set' : `${source}, which does not exist`}. Set it to the bookings CSV.`);
+  }
+  const python = process.env.PYTHON ?? PYTHON_BIN;
+  if (!fs.existsSync(python)) throw new Error(`Python not found at ${python}. Run uv sync in ml/ or set PYTHON.`);
+  const useTime = fs.existsSync(TIME_BIN);
+  if (!useTime) console.log(`NOTE: ${TIME_BIN} not found; peak RSS is the value each process reports for itself.`);
+
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-ingest-'));
+  try {
+    const sourceRows = fs.readFileSync(source, 'utf8').split('\n').filter((line) => line.length > 0).length - 1;
+    const scaledCsv = path.join(workDir, `bookings-x${copies}.csv`);
+    const scaleStart = process.hrtime.bigint();
+    const scaledRows = await writeScaledBookings(source, copies, scaledCsv);
+    const scaleSeconds = Number(process.hrtime.bigint() - scaleStart) / 1e9;
+    console.log(`Wrote ${formatNumber(scaledRows)} rows (${copies} copies) to ${scaledCsv} in ${scaleSeconds.toFixed(1)} s.`);
+
+    const sizes: Size[] = [
+      { label: 'real file', csv: source, rows: sourceRows },
+      { label: `${copies} copies`, csv: scaledCsv, rows: scaledRows },
+    ];
+    const rows: Row[] = [];
+    let countsMatch = true;
+    let tablesMatch = true;
+
+    for (const size of sizes) {
+      const chosen = implementations(python).filter((i) => !i.isRowwise || size.rows <= rowwiseMaxRows);
+      const results = new Map<Implementation, Measurement[]>(chosen.map((i) => [i, []]));
+      // Implementations take turns within each round, so a slow phase of the machine hits all of them.
+      for (let run = 1; run <= runs; run += 1) {
+        for (const implementation of chosen) {
+          const outDir = path.join(workDir, `out-${chosen.indexOf(implementation)}`);
+          fs.rmSync(outDir, { recursive: true, force: true });
+          const result = measure(implementation.command(size.csv, outDir), useTime);
+          results.get(implementation)?.push(result);
+          console.log(
+            `${size.label}, run ${run}, ${implementation.label}: ${result.wallSeconds.toFixed(2)} s, ` +
+              `${formatNumber(result.peakRssKiB / 1024)} MiB`,
+          );
+        }
+      }
+
+      // The output folders still hold the last run's tables; compare every implementation with ours.
+      const [ours, ...others] = chosen;
+      const reference = results.get(ours)?.[0] as RunOutput;
+      for (const implementation of chosen) {
+        for (const output of results.get(implementation) ?? []) {
+          if (countsLine(output) !== countsLine(reference)) {
+            countsMatch = false;
+            console.log(`Row counts differ for ${size.label}: ${implementation.label}: ${countsLine(output)}; ours: ${countsLine(reference)}`);
+          }
+        }
+      }
+      for (const implementation of others) {
+        for (const table of TABLES) {
+          const differing = await countDifferingRows(
+            ours.tableFile(path.join(workDir, 'out-0'), table),
+            implementation.tableFile(path.join(workDir, `out-${chosen.indexOf(implementation)}`), table),
+          );
+          if (differing > 0) {
+            tablesMatch = false;
+            console.log(`${size.label}, table ${table}: ${differing} rows differ between ours and ${implementation.label}.`);
+          }
+        }
+      }
+      console.log(`${size.label}: row counts of every run: ${countsLine(reference)}.`);
+
+      for (const implementation of chosen) {
+        const measurements = results.get(implementation) ?? [];
+        const wallSeconds = median(measurements.map((m) => m.wallSeconds));
+        rows.push({
+          size,
+          implementation,
+          wallSeconds,
+          inProcessSeconds: median(measurements.map((m) => m.seconds)),
+          peakRssMiB: median(measurements.map((m) => m.peakRssKiB)) / 1024,
+          rowsPerSecond: size.rows / wallSeconds,
+        });
+      }
+    }
+
+    console.log(
+      `\nMedian of ${runs} runs per cell. Wall time is the whole process (start-up and imports included), ` +
+        'measured by this script; in-process time excludes start-up and imports. rows/s = input rows / wall time.\n',
+    );
+    printTable(rows);
+    console.log(
+      `\nRow counts per table (train/test/extra) ${countsMatch ? 'are the same' : 'DIFFER'} for every implementation and run; ` +
+        `table contents (id, target, segment, lead time, price, both dates) ${tablesMatch ? 'are the same' : 'DIFFER'}.`,
+    );
+    const targetsMet = reportTargets(rows, sizes[sizes.length - 1]);
+    if (!countsMatch || !tablesMatch) process.exitCode = 1;
+    if (!targetsMet) console.log('Targets not met; see BENCHMARKS.md for the profile.');
+  } finally {
+    if (values.keep) console.log(`Kept ${workDir}.`);
+    else fs.rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: Error) => {
+  console.error(error.message);
+  process.exit(1);
+});
