@@ -2,7 +2,7 @@ import path from 'node:path';
 import { log } from '@temporalio/activity';
 import { LocalCatalog } from '../platform/catalog/local';
 import { qualifiedName } from '../platform/catalog/port';
-import type { TableRef, TrackedRun, TrainingSpec, TrainResult } from '../workflows/types';
+import type { QualityReport, TableRef, TrackedRun, TrainingSpec, TrainResult } from '../workflows/types';
 import { workflowIds } from './context';
 import { runPythonJob } from './python-job';
 
@@ -63,6 +63,8 @@ export interface LogRunInput {
   test: TableRef;
   /** Hash of the ingested source, used as the dataset digest. */
   datasetDigest: string;
+  /** Data-quality report of the ingestion that wrote the tables, logged as a run artifact. */
+  qualityReport?: QualityReport;
   tags: Record<string, string>;
 }
 
@@ -109,6 +111,7 @@ export async function logTrainingRun(
         'mlops.workflow_run_id': ids.runId,
       },
       datasets: [dataset(input.train, 'training'), dataset(input.test, 'testing')],
+      json_artifacts: input.qualityReport ? { 'data_quality_report.json': input.qualityReport } : {},
     },
     workDir,
   );

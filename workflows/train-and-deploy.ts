@@ -52,6 +52,7 @@ export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult
     train: tables.train,
     test: tables.test,
     datasetDigest: tables.report.sourceSha256,
+    qualityReport: tables.report,
     tags: { 'mlops.git_sha': spec.tracking.gitSha, 'mlops.branch': spec.tracking.branch, 'mlops.env': spec.env },
   });
 

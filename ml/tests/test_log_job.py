@@ -66,6 +66,7 @@ def log_spec(store: TrackingStore, trained, tables, experiment: str, key: str, *
                 "digest": "b2c3",
             },
         ],
+        "json_artifacts": {"data_quality_report.json": {"rowsIn": 600, "arrivalDatesNormalised": 2}},
         # Without it a new experiment would store artifacts under ./mlruns of the working directory.
         "artifact_location": str(store.folder / "artifacts" / experiment.strip("/").replace("/", "-")),
     }
@@ -299,3 +300,23 @@ def test_deleted_experiment_exits_with_fix(store):
 
     with pytest.raises(InvalidInputError, match="is deleted. Restore it"):
         get_or_create_experiment(client, "/Shared/gone", None, JobLogger())
+
+
+def test_log_job_writes_json_artifacts(logged, store):
+    client = MlflowClient(store.uri)
+    path = client.download_artifacts(logged.run.result["run_id"], "data_quality_report.json")
+    assert json.loads(Path(path).read_text()) == {"rowsIn": 600, "arrivalDatesNormalised": 2}
+
+
+def test_bad_json_artifact_name_exits_2(store, trained, tables, tmp_path):
+    spec = log_spec(
+        store,
+        trained,
+        tables,
+        "/Shared/hotel-reservations-basic",
+        "wf-bad-artifact/basic",
+        json_artifacts={"../escape.json": {}},
+    )
+    outcome = run_job_subprocess("log", spec, tmp_path)
+    assert outcome.exit_code == 2
+    assert "json_artifacts key '../escape.json'" in outcome.log_lines[-1]["msg"]

@@ -111,6 +111,11 @@ describe('trainAndDeploy on the local stack', () => {
     expect(params.num_leaves).toBe('17');
     const datasets = data.run.inputs.dataset_inputs.map((d: { dataset: { name: string } }) => d.dataset.name);
     expect(datasets).toEqual(expect.arrayContaining(['mlops_dev.acikgozm.train_set', 'mlops_dev.acikgozm.test_set']));
+    const artifacts = await axios.get(`${mlflowUrl(settings)}/api/2.0/mlflow/artifacts/list`, {
+      params: { run_id: first.run.runId },
+    });
+    const files = artifacts.data.files.map((f: { path: string }) => f.path);
+    expect(files).toContain('data_quality_report.json');
   });
 
   it('serves the known record as not canceled', async () => {

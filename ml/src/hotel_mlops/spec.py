@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,8 @@ class LogSpec:
     datasets: tuple[DatasetRef, ...]
     # Artifact root for a new experiment. Leave unset against an MLflow server, which picks its own.
     artifact_location: str | None = field(default=None)
+    # JSON documents logged as run artifacts, by file name (for example the data-quality report).
+    json_artifacts: dict[str, Any] = field(default_factory=dict)
 
 
 def unknown_fields(raw: dict[str, Any], spec_type: type) -> list[str]:
@@ -159,6 +162,14 @@ def parse_log_spec(raw: Any) -> LogSpec:
             f"got {artifact_location!r}."
         )
 
+    json_artifacts = _require_object(spec.get("json_artifacts", {}), "json_artifacts")
+    for name in json_artifacts:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+\.json", name):
+            raise InvalidInputError(
+                f"Invalid spec: json_artifacts key {name!r} must be a plain file name ending in .json, "
+                "such as data_quality_report.json."
+            )
+
     return LogSpec(
         tracking_uri=_require_str(spec, "tracking_uri"),
         experiment_name=_require_str(spec, "experiment_name"),
@@ -171,6 +182,7 @@ def parse_log_spec(raw: Any) -> LogSpec:
         tags=dict(tags),
         datasets=_parse_datasets(spec.get("datasets")),
         artifact_location=artifact_location,
+        json_artifacts=json_artifacts,
     )
 
 

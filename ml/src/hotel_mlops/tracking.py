@@ -82,6 +82,9 @@ def run_log(spec: LogSpec, log: JobLogger) -> dict[str, Any]:
         _log_params(run, spec.params)
         mlflow.set_tags({**spec.tags, IDEMPOTENCY_TAG: spec.idempotency_key})
         _log_datasets(run, datasets, log)
+        for name, document in spec.json_artifacts.items():
+            # Logging the same file again overwrites it, so a resumed run stays consistent.
+            mlflow.log_dict(document, name)
         model = find_logged_model(client, experiment_id, run_id, spec.artifact_path)
         if model is None:
             model = _log_model(client, spec, log)
