@@ -84,6 +84,15 @@ export function isTestSql(idColumn: string, testFraction: number): string {
   return `((('0x' || substr(md5(${idColumn}), 1, 8))::UBIGINT % 1000000) < ${threshold})`;
 }
 
+/** Returns a categorical column's trimmed value with the configured corrections applied. */
+export function correctedSql(spec: IngestSpec, column: string): string {
+  const value = `trim(${quoteIdent(column)})`;
+  const corrections = Object.entries(spec.valueCorrections[column] ?? {});
+  if (corrections.length === 0) return value;
+  const cases = corrections.map(([from, to]) => `WHEN ${quoteLiteral(from)} THEN ${quoteLiteral(to)}`).join(' ');
+  return `CASE ${value} ${cases} ELSE ${value} END`;
+}
+
 /** Builds the cleaned table from `raw`; assumes the checks on `raw` have passed. */
 export function cleanSql(spec: IngestSpec, ingestedAt: string): string {
   const id = renamed(spec, spec.idColumn);
@@ -95,7 +104,7 @@ export function cleanSql(spec: IngestSpec, ingestedAt: string): string {
     );
   }
   for (const name of spec.categoricalFeatures) {
-    columns.push(`trim(${quoteIdent(name)}) AS ${quoteIdent(renamed(spec, name))}`);
+    columns.push(`${correctedSql(spec, name)} AS ${quoteIdent(renamed(spec, name))}`);
   }
   const cases = Object.entries(spec.target.values)
     .map(([from, to]) => `WHEN ${quoteLiteral(from)} THEN ${to}`)

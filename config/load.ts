@@ -74,6 +74,7 @@ export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): 
       renames: config.data.renames,
       numericFeatures: config.data.numeric_features,
       categoricalFeatures: config.data.categorical_features,
+      valueCorrections: config.data.value_corrections,
       target: config.data.target,
       trainingSegment: config.data.training_segment,
       testFraction: config.data.test_fraction,

@@ -40,6 +40,8 @@ export const ProjectConfigSchema = z
           )
           .min(1),
         categorical_features: z.array(Identifier),
+        // Replacements applied to categorical values before any check: {column: {from: to}}.
+        value_corrections: z.record(Identifier, z.record(z.string(), z.string())).default({}),
         target: z
           .object({
             name: Identifier,
@@ -81,6 +83,17 @@ export const ProjectConfigSchema = z
       })
       .strict(),
   })
-  .strict();
+  .strict()
+  .superRefine((config, context) => {
+    for (const column of Object.keys(config.data.value_corrections)) {
+      if (!config.data.categorical_features.includes(column)) {
+        context.addIssue({
+          code: 'custom',
+          path: ['data', 'value_corrections', column],
+          message: `corrections apply to categorical features only; ${column} is not in data.categorical_features`,
+        });
+      }
+    }
+  });
 
 export type ProjectConfig = z.infer<typeof ProjectConfigSchema>;

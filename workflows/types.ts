@@ -23,6 +23,8 @@ export interface IngestSpec {
   renames: Record<string, string>;
   numericFeatures: NumericFeature[];
   categoricalFeatures: string[];
+  /** Replacements of categorical values, applied before any check: {column: {from: to}}. */
+  valueCorrections: Record<string, Record<string, string>>;
   target: { name: string; values: Record<string, 0 | 1> };
   trainingSegment: { column: string; value: string };
   testFraction: number;

@@ -66,6 +66,13 @@ describe('project config', () => {
     expect(() => loadProjectConfig(file)).toThrow(/registry\.alias: 'latest' is reserved/);
   });
 
+  it('rejects corrections of a non-categorical column', () => {
+    const file = writeConfig((config) => {
+      config.data.value_corrections = { lead_time: { '-1': '0' } };
+    });
+    expect(() => loadProjectConfig(file)).toThrow(/data\.value_corrections\.lead_time: corrections apply to categorical/);
+  });
+
   it('rejects an invalid port variable', () => {
     expect(() => stackSettings({ MLOPS_MLFLOW_PORT: 'abc' })).toThrow(/MLOPS_MLFLOW_PORT="abc"/);
     expect(stackSettings({ MLOPS_MLFLOW_PORT: '5123' }).mlflowPort).toBe(5123);

@@ -114,6 +114,24 @@ describe('ingestBookings', () => {
     expect(Number(row.wrong)).toBe(0);
   });
 
+  it('applies configured value corrections', async () => {
+    const root = tempDir('catalog');
+    const file = writeBookings(tempDir('data'), 'segments.csv', {
+      rows: 200,
+      edit: (rows) => {
+        for (const row of rows) if (row[column('market_segment_type')] === 'Online') row[column('market_segment_type')] = 'Online TA';
+      },
+    });
+    const input = ingestInput(file);
+    input.spec = { ...input.spec, valueCorrections: { market_segment_type: { 'Online TA': 'Online' } } };
+    const result = (await quietActivityEnvironment().run(ingestBookings, root, input)) as IngestResult;
+    expect(result.report.rowsTrain + result.report.rowsTest).toBeGreaterThan(100);
+    const segments = await query(
+      `SELECT DISTINCT market_segment_type AS s FROM read_parquet('${new LocalCatalog(root).snapshotPath(result.train)}')`,
+    );
+    expect(segments.map((r) => r.s)).toEqual(['Online']);
+  });
+
   it('reuses table versions when the same file is ingested again', async () => {
     const root = tempDir('catalog');
     const file = writeBookings(tempDir('data'), 'bookings.csv');
