@@ -4,9 +4,10 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { log } from '@temporalio/activity';
 import { invalidInput } from '../common/errors';
 import { LocalCatalog } from '../platform/catalog/local';
-import type { TableName } from '../platform/catalog/port';
+import type { TableName, TableVersionInfo } from '../platform/catalog/port';
 import type { IngestResult, IngestSpec, NumericFeature, QualityReport, TableRef } from '../workflows/types';
 import { readCsvHeader } from './csv-header';
+import { stageMerge, type ChangeCounts, type StagedMerge } from './merge';
 import { cleanSql, quoteIdent, quoteLiteral, readRawSql, renamed, requiredColumns, sqlType } from './ingestion-sql';
 
 export interface IngestInput {
@@ -15,6 +16,8 @@ export interface IngestInput {
   schema: string;
   spec: IngestSpec;
 }
+
+const NO_CHANGES: ChangeCounts = { inserted: 0, updated: 0, deleted: 0 };
 
 /** How many bad values an error message lists. */
 const EXAMPLES = 5;
@@ -203,6 +206,11 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
       extra: { ...names.extra, version: existing.extra.version },
       reused: true,
       report: existing.train.report as unknown as QualityReport,
+      changes: {
+        train: existing.train.changes ?? NO_CHANGES,
+        test: existing.test.changes ?? NO_CHANGES,
+        extra: existing.extra.changes ?? NO_CHANGES,
+      },
     };
   }
 
@@ -261,34 +269,45 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
       duplicateRowsIgnoringId: Number(quality.duplicates),
     };
 
-    // Stage all three files before committing any, so a failure leaves every table as it was.
-    const staged: Record<keyof typeof names, string> = { train: '', test: '', extra: '' };
-    for (const key of Object.keys(names) as (keyof typeof names)[]) {
-      staged[key] = catalog.stagingPath(names[key], key);
-      await connection.run(
-        `COPY (SELECT * EXCLUDE (_date_normalised, _is_test) FROM clean WHERE ${selections[key]} ORDER BY ${id})
-         TO ${quoteLiteral(staged[key])} (FORMAT parquet)`,
-      );
+    // Stage all three merges before committing any, so a failure leaves every table as it was.
+    const keys = Object.keys(names) as (keyof typeof names)[];
+    const allKeys = `SELECT ${id} FROM clean`;
+    const staged = {} as Record<keyof typeof names, { merge: StagedMerge; previous?: TableVersionInfo }>;
+    for (const key of keys) {
+      if (existing[key]) continue;
+      const previous = catalog.latest(names[key]);
+      const batch = `SELECT * EXCLUDE (_date_normalised, _is_test) FROM clean WHERE ${selections[key]}`;
+      staged[key] = { merge: await stageMerge(connection, catalog, names[key], previous, batch, renamed(spec, spec.idColumn), allKeys), previous };
     }
 
-    const counts = { train: report.rowsTrain, test: report.rowsTest, extra: report.rowsExtra };
     const refs = {} as Record<keyof typeof names, TableRef>;
-    for (const key of Object.keys(names) as (keyof typeof names)[]) {
+    const changes = {} as Record<keyof typeof names, ChangeCounts>;
+    for (const key of keys) {
       const reuse = existing[key];
       if (reuse) {
         // An earlier attempt committed this table before failing; keep its version.
-        fs.rmSync(staged[key], { force: true });
         refs[key] = { ...names[key], version: reuse.version };
+        changes[key] = reuse.changes ?? { inserted: 0, updated: 0, deleted: 0 };
         continue;
       }
-      refs[key] = await catalog.commit(names[key], staged[key], {
-        rowCount: counts[key],
-        sourceHash,
-        report: report as unknown as Record<string, unknown>,
-      });
+      const { merge, previous } = staged[key];
+      changes[key] = merge.counts;
+      if (previous && merge.counts.inserted + merge.counts.updated + merge.counts.deleted === 0) {
+        // Nothing changed: a new version would only repeat the stored one.
+        fs.rmSync(merge.snapshot, { force: true });
+        fs.rmSync(merge.changes, { force: true });
+        refs[key] = { ...names[key], version: previous.version };
+        continue;
+      }
+      refs[key] = await catalog.commit(
+        names[key],
+        merge.snapshot,
+        { rowCount: merge.rowCount, sourceHash, changes: merge.counts, report: report as unknown as Record<string, unknown> },
+        { expectedVersion: previous?.version ?? 0, stagedChanges: merge.changes, operation: previous ? 'MERGE' : 'WRITE' },
+      );
     }
-    log.info('Ingested bookings', { file, ...report, versions: refs });
-    return { ...refs, reused: false, report };
+    log.info('Ingested bookings', { file, ...report, versions: refs, changes });
+    return { ...refs, reused: false, report, changes };
   } finally {
     connection.closeSync();
     instance.closeSync();

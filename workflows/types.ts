@@ -93,6 +93,8 @@ export interface IngestResult {
   /** True when every table already had a version from the same source file and settings. */
   reused: boolean;
   report: QualityReport;
+  /** Rows each table's new version inserted, updated and deleted (merged by booking id). */
+  changes: Record<'train' | 'test' | 'extra', { inserted: number; updated: number; deleted: number }>;
 }
 
 export interface TrainResult {

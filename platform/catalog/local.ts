@@ -3,6 +3,19 @@ import path from 'node:path';
 import type { TableName, TableRef, TableVersionInfo } from './port';
 
 const HISTORY_FILE = '_history.json';
+
+export interface CommitOptions {
+  /** Version the write was computed from; a different newest version fails the commit. */
+  expectedVersion?: number;
+  /** Staged change feed of this version. */
+  stagedChanges?: string;
+  operation?: TableVersionInfo['operation'];
+}
+
+/** Another writer committed a version between reading the table and committing; retry the write. */
+export class ConcurrentWriteError extends Error {
+  override name = 'ConcurrentWriteError';
+}
 const LOCK_DIR = '.lock';
 const LOCK_STALE_MS = 10 * 60 * 1000;
 
@@ -21,6 +34,14 @@ export class LocalCatalog {
   /** Path of the Parquet file that holds one table version; readers (DuckDB, pandas) open it directly. */
   snapshotPath(ref: TableRef): string {
     return path.join(this.tableDir(ref), `v${ref.version}.parquet`);
+  }
+
+  /**
+   * Path of the change feed of one version: the rows it inserted, updated (post-image) and deleted, in
+   * a `_change_type` column, like Delta Lake's change data feed.
+   */
+  changesPath(ref: TableRef): string {
+    return path.join(this.tableDir(ref), '_changes', `v${ref.version}.parquet`);
   }
 
   /** Returns a fresh path where a writer stages a Parquet file before `commit`. */
@@ -57,21 +78,33 @@ export class LocalCatalog {
     table: TableName,
     stagedFile: string,
     entry: Omit<TableVersionInfo, 'version' | 'timestamp' | 'operation'>,
+    options: CommitOptions = {},
   ): Promise<TableRef> {
     return this.withLock(table, () => {
       const history = this.history(table);
       const latest = history[history.length - 1];
       if (latest && latest.sourceHash === entry.sourceHash) {
         fs.rmSync(stagedFile, { force: true });
+        if (options.stagedChanges) fs.rmSync(options.stagedChanges, { force: true });
         return { ...table, version: latest.version };
+      }
+      if (options.expectedVersion !== undefined && (latest?.version ?? 0) !== options.expectedVersion) {
+        throw new ConcurrentWriteError(
+          `Table ${table.catalog}.${table.schema}.${table.name} moved from version ${options.expectedVersion} to ` +
+            `${latest?.version ?? 0} while this write was prepared; read the new version and write again.`,
+        );
       }
       const version = (latest?.version ?? 0) + 1;
       const ref: TableRef = { ...table, version };
       fs.renameSync(stagedFile, this.snapshotPath(ref));
+      if (options.stagedChanges) {
+        fs.mkdirSync(path.dirname(this.changesPath(ref)), { recursive: true });
+        fs.renameSync(options.stagedChanges, this.changesPath(ref));
+      }
       const info: TableVersionInfo = {
         version,
         timestamp: new Date().toISOString(),
-        operation: 'WRITE',
+        operation: options.operation ?? 'WRITE',
         ...entry,
       };
       writeFileAtomic(path.join(this.tableDir(table), HISTORY_FILE), JSON.stringify([...history, info], null, 2));

@@ -15,10 +15,13 @@ export interface TableVersionInfo {
   version: number;
   /** ISO-8601 UTC time of the commit. */
   timestamp: string;
-  operation: 'WRITE';
+  /** WRITE replaces the table's content, MERGE upserts rows by key. */
+  operation: 'WRITE' | 'MERGE';
   rowCount: number;
   /** Hash of the source file and the ingest settings that produced this version. */
   sourceHash: string;
+  /** Row counts of the version's change feed; absent on versions written before the feed existed. */
+  changes?: { inserted: number; updated: number; deleted: number };
   /** Data-quality figures of the ingestion that wrote the version. */
   report?: Record<string, unknown>;
 }
