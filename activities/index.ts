@@ -1,12 +1,15 @@
+import path from 'node:path';
 import { catalogDir, jobsDir, mlflowUrl, servingUrl, type StackSettings } from '../config/stack';
 import { LocalCatalog } from '../platform/catalog/local';
 import { MlflowRegistry } from '../platform/registry/mlflow-registry';
 import { ServingClient } from '../platform/serving/client';
 import type { SmokeTestResult, TableRef } from '../workflows/types';
+import { workflowIds } from './context';
 import { ingestBookings, openDuckDB, type IngestInput } from './ingestion';
 import { quoteIdent, quoteLiteral } from './ingestion-sql';
 import { registerModelVersion, type RegisterInput } from './registry';
 import { deployServingEndpoint, smokeTestEndpoint, waitForEndpointReady, type DeployInput } from './serving';
+import { generateSyntheticBatch, type SyntheticBatchInput } from './synthetic';
 import { logTrainingRun, trainModel, type LogRunInput, type TrainInput } from './training';
 
 export interface SmokeTestTableInput {
@@ -43,6 +46,8 @@ export function createActivities(settings: StackSettings) {
   const serving = new ServingClient(servingUrl(settings));
 
   return {
+    generateSyntheticBookings: async (input: SyntheticBatchInput) =>
+      generateSyntheticBatch(path.join(settings.stateDir, 'data'), workflowIds().workflowId, input),
     ingestBookings: (input: IngestInput) => ingestBookings(catalogRoot, input),
     trainModel: (input: TrainInput) => trainModel(catalogRoot, jobsRoot, input),
     logTrainingRun: (input: LogRunInput) => logTrainingRun(catalogRoot, jobsRoot, trackingUri, input),

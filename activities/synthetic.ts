@@ -1,5 +1,7 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { invalidInput } from '../common/errors';
 
 /** Column order of the hotel-reservations CSV. */
 export const BOOKING_COLUMNS = [
@@ -52,7 +54,12 @@ function exponential(random: () => number, mean: number): number {
  * decimals, zero prices for complementary stays and a cancellation label that depends on lead time,
  * special requests, price and segment, so a model has something to learn.
  */
-export function generateBookings(count: number, seed = 42, firstId = 1): string[][] {
+export function generateBookings(
+  count: number,
+  seed = 42,
+  options: { firstId?: number; idPrefix?: string } = {},
+): string[][] {
+  const { firstId = 1, idPrefix = 'INN' } = options;
   const random = mulberry32(seed);
   const rows: string[][] = [];
   for (let i = 0; i < count; i++) {
@@ -80,7 +87,7 @@ export function generateBookings(count: number, seed = 42, firstId = 1): string[
     const canceled = random() < 1 / (1 + Math.exp(-score));
 
     rows.push([
-      `INN${String(firstId + i).padStart(5, '0')}`,
+      `${idPrefix}${String(firstId + i).padStart(5, '0')}`,
       String(pick(random, ADULTS)),
       String(pick(random, CHILDREN)),
       String(weekendNights),
@@ -105,11 +112,33 @@ export function generateBookings(count: number, seed = 42, firstId = 1): string[
 }
 
 /** Writes a synthetic bookings CSV (through a temporary file, so a reader never sees half of it). */
-export function writeSyntheticBookings(file: string, count: number, seed = 42): string {
+export function writeSyntheticBookings(file: string, count: number, seed = 42, idPrefix = 'INN'): string {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const lines = [BOOKING_COLUMNS.join(','), ...generateBookings(count, seed).map((row) => row.join(','))];
+  const rows = generateBookings(count, seed, { idPrefix });
+  const lines = [BOOKING_COLUMNS.join(','), ...rows.map((row) => row.join(','))];
   const tmp = `${file}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, `${lines.join('\n')}\n`);
   fs.renameSync(tmp, file);
   return file;
+}
+
+export interface SyntheticBatchInput {
+  rows: number;
+  /** Seed of the generator; without it the seed comes from the workflow id, so each run differs. */
+  seed?: number;
+}
+
+/**
+ * Writes a batch of new synthetic bookings for a refresh run and returns its path. Ids start with
+ * `SYN` and a tag of the workflow id, so batches of different runs never collide with each other or
+ * with the real `INN` ids. A retried attempt rewrites the same file.
+ */
+export function generateSyntheticBatch(dataDir: string, workflowId: string, input: SyntheticBatchInput): string {
+  if (!Number.isInteger(input.rows) || input.rows < 1 || input.rows > 10_000_000) {
+    throw invalidInput(`Invalid synthetic batch size ${input.rows}: expected an integer from 1 to 10,000,000.`);
+  }
+  const tag = crypto.createHash('sha256').update(workflowId).digest('hex').slice(0, 8).toUpperCase();
+  const seed = input.seed ?? parseInt(tag, 16);
+  const file = path.join(dataDir, `synthetic-${workflowId.replace(/[^A-Za-z0-9_.-]/g, '_')}.csv`);
+  return writeSyntheticBookings(file, input.rows, seed, `SYN${tag}-`);
 }

@@ -5,18 +5,32 @@ import { stackSettings } from '../config/stack';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
 import { connectClient, pipelineSpec, startPipeline, workflowPollerCount, workflowUiUrl } from './pipeline';
 
+interface RunOptions {
+  data?: string;
+  synthetic?: string;
+  seed?: string;
+  env?: string;
+  workflowId?: string;
+  wait?: boolean;
+}
+
 const program = new Command('pipeline').description('Start and inspect pipeline runs on a running stack and worker');
 
 program
   .command('run')
   .description('Start the train-and-deploy workflow (needs `npm run stack:up` and `npm run worker`)')
-  .requiredOption('--data <path>', 'bookings CSV on the worker host')
+  .option('--data <path>', 'bookings CSV on the worker host')
+  .option('--synthetic <rows>', 'ingest this many new synthetic bookings instead of a file (a refresh run)')
+  .option('--seed <n>', 'seed of the synthetic batch (default: derived from the workflow id)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
   .option('--workflow-id <id>', 'business id of the run; starting an id that is running attaches to it')
   .option('--wait', 'wait for the result and print it as JSON')
-  .action(async (options: { data: string; env?: string; workflowId?: string; wait?: boolean }) => {
+  .action(async (options: RunOptions) => {
     const settings = stackSettings();
-    const spec = pipelineSpec({ dataPath: path.resolve(options.data), env: options.env });
+    const synthetic = options.synthetic
+      ? { rows: Number(options.synthetic), ...(options.seed ? { seed: Number(options.seed) } : {}) }
+      : undefined;
+    const spec = pipelineSpec({ dataPath: options.data && path.resolve(options.data), synthetic, env: options.env });
     const client = await connectClient(settings);
     const handle = await startPipeline(client, settings, spec, options.workflowId);
     const { runId } = await handle.describe();

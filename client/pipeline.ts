@@ -22,7 +22,10 @@ function git(args: string[]): string | undefined {
 }
 
 export interface PipelineRequest {
-  dataPath: string;
+  /** Bookings CSV; required unless `synthetic` is set. */
+  dataPath?: string;
+  /** Ingest a batch of new synthetic bookings instead of a file. */
+  synthetic?: { rows: number; seed?: number };
   env?: string;
   configFile?: string;
   workflowId?: string;
@@ -33,19 +36,26 @@ export interface PipelineRequest {
 export function pipelineSpec(request: PipelineRequest): PipelineSpec {
   const config = loadProjectConfig(request.configFile ?? DEFAULT_CONFIG_FILE);
   const env = resolveEnvironment(config, request.env);
-  if (!fs.existsSync(request.dataPath)) {
+  if (request.synthetic) {
+    const { rows } = request.synthetic;
+    if (!Number.isInteger(rows) || rows < 1) {
+      throw new Error(`Invalid synthetic batch size ${rows}: expected a positive integer.`);
+    }
+  } else if (!request.dataPath) {
+    throw new Error('No input given: pass a bookings CSV with --data PATH or a synthetic batch with --synthetic ROWS.');
+  } else if (!fs.existsSync(request.dataPath)) {
     throw new Error(`Data file not found: ${request.dataPath}. Pass an existing bookings CSV with --data PATH.`);
-  }
-  if (!fs.statSync(request.dataPath).isFile()) {
+  } else if (!fs.statSync(request.dataPath).isFile()) {
     throw new Error(`Data file ${request.dataPath} is not a regular file. Pass the path of a CSV file with --data PATH.`);
   }
-  return buildPipelineSpec(config, {
+  const spec = buildPipelineSpec(config, {
     env,
-    sourcePath: request.dataPath,
+    sourcePath: request.dataPath ?? '',
     gitSha: git(['rev-parse', 'HEAD']) ?? 'unknown',
     branch: git(['rev-parse', '--abbrev-ref', 'HEAD']) ?? 'unknown',
     serving: request.serving,
   });
+  return request.synthetic ? { ...spec, syntheticBatch: request.synthetic } : spec;
 }
 
 /** Business id of a run: variant, environment and start time, readable in the Web UI. */

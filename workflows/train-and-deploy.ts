@@ -5,7 +5,7 @@ import { controlPlaneRetry, jobRetry } from './retry-policies';
 import { MLOPS_ENV, MLOPS_MODEL, MLOPS_STAGE } from './search-attributes';
 import type { PipelineResult, PipelineSpec } from './types';
 
-const { ingestBookings, registerModelVersion } = proxyActivities<Activities>({
+const { generateSyntheticBookings, ingestBookings, registerModelVersion } = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
   retry: controlPlaneRetry,
 });
@@ -29,8 +29,9 @@ export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult
   ]);
 
   stage('ingest');
+  const sourcePath = spec.syntheticBatch ? await generateSyntheticBookings(spec.syntheticBatch) : spec.sourcePath;
   const tables = await ingestBookings({
-    sourcePath: spec.sourcePath,
+    sourcePath,
     catalog: spec.catalog,
     schema: spec.schema,
     spec: spec.ingest,

@@ -60,8 +60,10 @@ export interface PipelineSpec {
   env: string;
   catalog: string;
   schema: string;
-  /** CSV path on the worker host. */
+  /** CSV path on the worker host; ignored when `syntheticBatch` is set. */
   sourcePath: string;
+  /** Generate this many new synthetic bookings and ingest them instead of a file (refresh runs). */
+  syntheticBatch?: { rows: number; seed?: number };
   variant: 'basic';
   ingest: IngestSpec;
   training: TrainingSpec;

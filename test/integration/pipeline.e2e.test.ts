@@ -187,4 +187,15 @@ describe('trainAndDeploy on the local stack', () => {
     const endpoint = await serving.get(spec.serving.endpoint);
     expect(endpoint?.config?.served_entities[0].entity_version).toBe(second.modelVersion.version);
   }, 900_000);
+
+  it('merges a synthetic refresh batch into the tables', async () => {
+    const handle = await startPipeline(client, settings, { ...spec, syntheticBatch: { rows: 300 } }, `e2e-refresh-${Date.now()}`);
+    const refresh = await handle.result();
+    const inserted = refresh.tables.changes.train.inserted + refresh.tables.changes.test.inserted + refresh.tables.changes.extra.inserted;
+    expect(inserted).toBe(300);
+    expect(refresh.tables.train.version).toBe(first.tables.train.version + 1);
+    expect(refresh.tables.report.rowsIn).toBe(300);
+    expect(Number(refresh.modelVersion.version)).toBeGreaterThan(Number(second.modelVersion.version));
+    expect(refresh.smokeTest.predictions).toHaveLength(1);
+  }, 900_000);
 });

@@ -47,7 +47,7 @@ describe('ingestion merge by booking id', () => {
     copy[column('market_segment_type')] = 'Offline';
     return copy;
   });
-  const fresh = generateBookings(50, 12, 90001);
+  const fresh = generateBookings(50, 12, { firstId: 90001 });
   const unchanged = online.slice(15, 20);
 
   let root: string;
