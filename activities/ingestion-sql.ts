@@ -1,23 +1,11 @@
 import type { IngestSpec } from '../workflows/types';
+import { DUCKDB, type SqlDialect } from './sql-dialect';
 
-// SQL for the ingest steps, in DuckDB's dialect. Every raw column is read as text first, so a value
+// SQL of the ingest steps, built through a dialect. Every raw column is read as text first, so a value
 // that does not convert is reported by the checks instead of failing the whole read.
 
-export const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
-export const quoteLiteral = (value: string): string => `'${value.replace(/'/g, "''")}'`;
-
-const SQL_TYPE = {
-  int8: 'TINYINT',
-  int16: 'SMALLINT',
-  int32: 'INTEGER',
-  int64: 'BIGINT',
-  float32: 'FLOAT',
-  float64: 'DOUBLE',
-} as const;
-
-export function sqlType(dtype: keyof typeof SQL_TYPE): string {
-  return SQL_TYPE[dtype];
-}
+export const quoteIdent = DUCKDB.quoteIdent;
+export const quoteLiteral = DUCKDB.quoteLiteral;
 
 /** Returns the name a raw column gets after the configured renames. */
 export function renamed(spec: IngestSpec, raw: string): string {
@@ -51,77 +39,80 @@ export function readRawSql(file: string, columns: string[], delimiter: string): 
  * day 0 becomes the 1st, a day past the month's end becomes the 1st of the next month, and a month
  * past 12 becomes 1 January of the next year (2018-02-29 -> 2018-03-01, 2023-12-32 -> 2024-01-01).
  */
-export function arrivalDateSql(year: string, month: string, day: string): string {
-  const y = `CAST(${year} AS INTEGER)`;
-  const m = `CAST(${month} AS INTEGER)`;
-  const d = `CAST(${day} AS INTEGER)`;
+export function arrivalDateSql(year: string, month: string, day: string, dialect: SqlDialect = DUCKDB): string {
+  const int = dialect.integerType();
+  const y = `CAST(${year} AS ${int})`;
+  const m = `CAST(${month} AS ${int})`;
+  const d = `CAST(${day} AS ${int})`;
+  // Engines may evaluate every CASE branch, so make_date only ever sees a month from 1 to 12.
+  const safeMonth = dialect.least(dialect.greatest(m, '1'), '12');
   return `CASE
-    WHEN ${m} > 12 THEN make_date(${y} + 1, 1, 1)
-    WHEN ${m} < 1 THEN make_date(${y}, 1, 1)
-    WHEN ${d} < 1 THEN make_date(${y}, ${m}, 1)
-    WHEN ${d} > day(last_day(make_date(${y}, ${m}, 1))) THEN
-      CASE WHEN ${m} = 12 THEN make_date(${y} + 1, 1, 1) ELSE make_date(${y}, ${m} + 1, 1) END
-    ELSE make_date(${y}, ${m}, ${d})
+    WHEN ${m} > 12 THEN ${dialect.makeDate(`${y} + 1`, '1', '1')}
+    WHEN ${m} < 1 THEN ${dialect.makeDate(y, '1', '1')}
+    WHEN ${d} < 1 THEN ${dialect.makeDate(y, safeMonth, '1')}
+    WHEN ${d} > ${dialect.daysInMonth(y, safeMonth)} THEN
+      CASE WHEN ${m} = 12 THEN ${dialect.makeDate(`${y} + 1`, '1', '1')} ELSE ${dialect.makeDate(y, dialect.least(`${safeMonth} + 1`, '12'), '1')} END
+    ELSE ${dialect.makeDate(y, safeMonth, dialect.least(d, dialect.daysInMonth(y, safeMonth)))}
   END`;
 }
 
 /** True when year, month and day already form a real date. */
-export function realDateSql(year: string, month: string, day: string): string {
-  const m = `CAST(${month} AS INTEGER)`;
-  const d = `CAST(${day} AS INTEGER)`;
+export function realDateSql(year: string, month: string, day: string, dialect: SqlDialect = DUCKDB): string {
+  const int = dialect.integerType();
+  const m = `CAST(${month} AS ${int})`;
+  const d = `CAST(${day} AS ${int})`;
   // AND does not short-circuit in DuckDB, so the month is clamped before make_date sees it.
-  const safeMonth = `least(greatest(${m}, 1), 12)`;
-  return `(${m} BETWEEN 1 AND 12 AND ${d} >= 1
-    AND ${d} <= day(last_day(make_date(CAST(${year} AS INTEGER), ${safeMonth}, 1))))`;
+  const safeMonth = dialect.least(dialect.greatest(m, '1'), '12');
+  return `(${m} BETWEEN 1 AND 12 AND ${d} >= 1 AND ${d} <= ${dialect.daysInMonth(`CAST(${year} AS ${int})`, safeMonth)})`;
 }
 
 /**
  * Deterministic split: the first 32 bits of md5(booking_id), modulo one million, below the test share.
  * md5 is defined the same way in DuckDB and Spark SQL, so a booking lands on the same side everywhere.
  */
-export function isTestSql(idColumn: string, testFraction: number): string {
+export function isTestSql(idColumn: string, testFraction: number, dialect: SqlDialect = DUCKDB): string {
   const threshold = Math.round(testFraction * 1_000_000);
-  return `((('0x' || substr(md5(${idColumn}), 1, 8))::UBIGINT % 1000000) < ${threshold})`;
+  return `((${dialect.md5Prefix32(idColumn)} % 1000000) < ${threshold})`;
 }
 
 /** Returns a categorical column's trimmed value with the configured corrections applied. */
-export function correctedSql(spec: IngestSpec, column: string): string {
-  const value = `trim(${quoteIdent(column)})`;
+export function correctedSql(spec: IngestSpec, column: string, dialect: SqlDialect = DUCKDB): string {
+  const value = `trim(${dialect.quoteIdent(column)})`;
   const corrections = Object.entries(spec.valueCorrections[column] ?? {});
   if (corrections.length === 0) return value;
-  const cases = corrections.map(([from, to]) => `WHEN ${quoteLiteral(from)} THEN ${quoteLiteral(to)}`).join(' ');
+  const cases = corrections
+    .map(([from, to]) => `WHEN ${dialect.quoteLiteral(from)} THEN ${dialect.quoteLiteral(to)}`)
+    .join(' ');
   return `CASE ${value} ${cases} ELSE ${value} END`;
 }
 
-/** Builds the cleaned table from `raw`; assumes the checks on `raw` have passed. */
-export function cleanSql(spec: IngestSpec, ingestedAt: string): string {
+/** Builds the SELECT of the cleaned rows from `raw`; assumes the checks on `raw` have passed. */
+export function cleanSelectSql(spec: IngestSpec, ingestedAt: string, dialect: SqlDialect = DUCKDB): string {
+  const q = dialect.quoteIdent;
   const id = renamed(spec, spec.idColumn);
   // Surrounding spaces are not part of an id or a category ("Online " is "Online").
-  const columns: string[] = [`trim(${quoteIdent(spec.idColumn)}) AS ${quoteIdent(id)}`];
+  const columns: string[] = [`trim(${q(spec.idColumn)}) AS ${q(id)}`];
   for (const feature of spec.numericFeatures) {
-    columns.push(
-      `CAST(trim(${quoteIdent(feature.name)}) AS ${sqlType(feature.dtype)}) AS ${quoteIdent(renamed(spec, feature.name))}`,
-    );
+    columns.push(`CAST(trim(${q(feature.name)}) AS ${dialect.numericType(feature.dtype)}) AS ${q(renamed(spec, feature.name))}`);
   }
   for (const name of spec.categoricalFeatures) {
-    columns.push(`${correctedSql(spec, name)} AS ${quoteIdent(renamed(spec, name))}`);
+    columns.push(`${correctedSql(spec, name, dialect)} AS ${q(renamed(spec, name))}`);
   }
   const cases = Object.entries(spec.target.values)
-    .map(([from, to]) => `WHEN ${quoteLiteral(from)} THEN ${to}`)
+    .map(([from, to]) => `WHEN ${dialect.quoteLiteral(from)} THEN ${to}`)
     .join(' ');
   columns.push(
-    `CAST(CASE trim(${quoteIdent(spec.target.name)}) ${cases} END AS INTEGER) AS ${quoteIdent(renamed(spec, spec.target.name))}`,
+    `CAST(CASE trim(${q(spec.target.name)}) ${cases} END AS ${dialect.integerType()}) AS ${q(renamed(spec, spec.target.name))}`,
   );
-  const arrival = arrivalDateSql('arrival_year', 'arrival_month', 'arrival_date');
-  return `CREATE TEMP TABLE clean AS
-    SELECT *,
-      CAST(date_of_arrival - CAST(lead_time AS INTEGER) AS DATE) AS date_of_booking,
-      TIMESTAMP ${quoteLiteral(ingestedAt)} AS update_timestamp_utc
+  const arrival = arrivalDateSql('arrival_year', 'arrival_month', 'arrival_date', dialect);
+  return `SELECT *,
+      ${dialect.subtractDays('date_of_arrival', `CAST(lead_time AS ${dialect.integerType()})`)} AS date_of_booking,
+      ${dialect.timestampLiteral(ingestedAt)} AS update_timestamp_utc
     FROM (
       SELECT ${columns.join(',\n        ')},
         ${arrival} AS date_of_arrival,
-        NOT ${realDateSql('arrival_year', 'arrival_month', 'arrival_date')} AS _date_normalised,
-        ${isTestSql(quoteIdent(id), spec.testFraction)} AS _is_test
+        NOT ${realDateSql('arrival_year', 'arrival_month', 'arrival_date', dialect)} AS _date_normalised,
+        ${isTestSql(q(id), spec.testFraction, dialect)} AS _is_test
       FROM raw
-    )`;
+    ) AS cleaned`;
 }

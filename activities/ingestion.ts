@@ -8,7 +8,8 @@ import type { TableName, TableVersionInfo } from '../platform/catalog/port';
 import type { IngestResult, IngestSpec, NumericFeature, QualityReport, TableRef } from '../workflows/types';
 import { readCsvHeader } from './csv-header';
 import { stageMerge, type ChangeCounts, type StagedMerge } from './merge';
-import { cleanSql, quoteIdent, quoteLiteral, readRawSql, renamed, requiredColumns, sqlType } from './ingestion-sql';
+import { cleanSelectSql, quoteIdent, quoteLiteral, readRawSql, renamed, requiredColumns } from './ingestion-sql';
+import { DUCKDB } from './sql-dialect';
 
 export interface IngestInput {
   sourcePath: string;
@@ -69,8 +70,8 @@ async function checkRange(connection: DuckDBConnection, file: string, feature: N
   ];
   const bad = await rows(
     connection,
-    `SELECT ${quoteIdent(feature.name)} AS value, (rowid + 2)::INTEGER AS line, count(*) OVER ()::INTEGER AS total FROM raw
-     WHERE ${conditions.join(' OR ')} ORDER BY rowid LIMIT ${EXAMPLES}`,
+    `SELECT ${quoteIdent(feature.name)} AS value, ${DUCKDB.sourceLine()}::INTEGER AS line, count(*) OVER ()::INTEGER AS total FROM raw
+     WHERE ${conditions.join(' OR ')} ORDER BY ${DUCKDB.sourceLine()} LIMIT ${EXAMPLES}`,
   );
   if (bad.length === 0) return;
   const bounds = [feature.min === undefined ? '' : `>= ${feature.min}`, feature.max === undefined ? '' : `<= ${feature.max}`]
@@ -102,7 +103,7 @@ async function validateRaw(connection: DuckDBConnection, file: string, spec: Ing
   const known = Object.keys(spec.target.values).map(quoteLiteral).join(', ');
   const unknown = await rows(
     connection,
-    `SELECT coalesce(${target}, '<empty>') AS value, count(*)::INTEGER AS count, min(rowid + 2)::INTEGER AS line
+    `SELECT coalesce(${target}, '<empty>') AS value, count(*)::INTEGER AS count, min${DUCKDB.sourceLine()}::INTEGER AS line
      FROM raw WHERE ${target} IS NULL OR trim(${target}) NOT IN (${known}) GROUP BY 1 ORDER BY line LIMIT ${EXAMPLES}`,
   );
   if (unknown.length > 0) {
@@ -117,8 +118,8 @@ async function validateRaw(connection: DuckDBConnection, file: string, spec: Ing
     const column = quoteIdent(feature.name);
     const bad = await rows(
       connection,
-      `SELECT ${column} AS value, (rowid + 2)::INTEGER AS line, count(*) OVER ()::INTEGER AS total FROM raw
-       WHERE TRY_CAST(trim(${column}) AS ${sqlType(feature.dtype)}) IS NULL ORDER BY rowid LIMIT ${EXAMPLES}`,
+      `SELECT ${column} AS value, ${DUCKDB.sourceLine()}::INTEGER AS line, count(*) OVER ()::INTEGER AS total FROM raw
+       WHERE ${DUCKDB.tryCast(`trim(${column})`, DUCKDB.numericType(feature.dtype))} IS NULL ORDER BY ${DUCKDB.sourceLine()} LIMIT ${EXAMPLES}`,
     );
     if (bad.length > 0) {
       const examples = bad.map((b) => `line ${b.line}: ${JSON.stringify(b.value)}`).join('; ');
@@ -218,7 +219,7 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
   try {
     await readRaw(connection, file);
     const rowsIn = await validateRaw(connection, file, spec);
-    await connection.run(cleanSql(spec, new Date().toISOString()));
+    await connection.run(`CREATE TEMP TABLE clean AS ${cleanSelectSql(spec, new Date().toISOString(), DUCKDB)}`);
 
     const segment = quoteIdent(renamed(spec, spec.trainingSegment.column));
     const inSegment = `${segment} = ${quoteLiteral(spec.trainingSegment.value)}`;
