@@ -7,6 +7,7 @@ import { LocalCatalog } from '../platform/catalog/local';
 import type { TableName, TableVersionInfo } from '../platform/catalog/port';
 import type { IngestResult, IngestSpec, NumericFeature, QualityReport, TableRef } from '../workflows/types';
 import { readCsvHeader } from './csv-header';
+import { quarantineInvalidRows } from './quarantine';
 import { stageMerge, type ChangeCounts, type StagedMerge } from './merge';
 import { cleanSelectSql, quoteIdent, quoteLiteral, readRawSql, renamed, requiredColumns } from './ingestion-sql';
 import { DUCKDB } from './sql-dialect';
@@ -60,6 +61,38 @@ function checkReadable(file: string): void {
   }
 }
 
+/**
+ * Appends the rows of the temp table `quarantined` (all raw columns as text, plus `_line` and
+ * `_reasons`) to the quarantine table as a new version, with the source file and ingestion time.
+ */
+async function writeQuarantine(
+  connection: DuckDBConnection,
+  catalog: LocalCatalog,
+  table: TableName,
+  batch: { file: string; sourceHash: string; rowCount: number },
+): Promise<TableRef> {
+  const previous = catalog.latest(table);
+  if (previous?.sourceHash === batch.sourceHash) return { ...table, version: previous.version };
+  const staged = catalog.stagingPath(table, 'quarantine');
+  const stored = previous
+    ? `SELECT * FROM read_parquet(${quoteLiteral(catalog.snapshotPath({ ...table, version: previous.version }))}) UNION ALL BY NAME `
+    : '';
+  await connection.run(
+    `COPY (${stored}SELECT *, ${quoteLiteral(batch.file)} AS _source_file, now()::TIMESTAMP AS update_timestamp_utc FROM quarantined)
+     TO ${quoteLiteral(staged)} (FORMAT parquet)`,
+  );
+  return catalog.commit(
+    table,
+    staged,
+    {
+      rowCount: (previous?.rowCount ?? 0) + batch.rowCount,
+      sourceHash: batch.sourceHash,
+      changes: { inserted: batch.rowCount, updated: 0, deleted: 0 },
+    },
+    { expectedVersion: previous?.version ?? 0, operation: 'APPEND' },
+  );
+}
+
 /** Fails when a numeric column has values outside the configured minimum and maximum. */
 async function checkRange(connection: DuckDBConnection, file: string, feature: NumericFeature): Promise<void> {
   if (feature.min === undefined && feature.max === undefined) return;
@@ -85,7 +118,8 @@ async function checkRange(connection: DuckDBConnection, file: string, feature: N
 }
 
 /** Fails with every problem of the raw file that would make a table version wrong. */
-async function validateRaw(connection: DuckDBConnection, file: string, spec: IngestSpec): Promise<number> {
+/** Fails when the file lacks a required column or has no rows; returns the row count. */
+async function checkStructure(connection: DuckDBConnection, file: string, spec: IngestSpec): Promise<number> {
   const present = new Set((await rows(connection, 'DESCRIBE raw')).map((r) => String(r.column_name)));
   const missing = requiredColumns(spec).filter((c) => !present.has(c));
   if (missing.length > 0) {
@@ -98,7 +132,11 @@ async function validateRaw(connection: DuckDBConnection, file: string, spec: Ing
   const [{ n }] = await rows(connection, 'SELECT count(*)::INTEGER AS n FROM raw');
   const rowCount = Number(n);
   if (rowCount === 0) throw invalidInput(`Data file ${file} has a header but no rows. Pass a file with bookings.`);
+  return rowCount;
+}
 
+/** Fails on the first kind of invalid row, naming the column, the values and their lines. */
+async function checkRows(connection: DuckDBConnection, file: string, spec: IngestSpec): Promise<void> {
   const target = quoteIdent(spec.target.name);
   const known = Object.keys(spec.target.values).map(quoteLiteral).join(', ');
   const unknown = await rows(
@@ -150,7 +188,6 @@ async function validateRaw(connection: DuckDBConnection, file: string, spec: Ing
     const listed = duplicates.map((d) => `${d.id} (${d.count} times)`).join(', ');
     throw invalidInput(`Data file ${file}, column ${spec.idColumn}: duplicate booking ids ${listed}. Ids must be unique.`);
   }
-  return rowCount;
 }
 
 async function readRaw(connection: DuckDBConnection, file: string): Promise<void> {
@@ -218,7 +255,19 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
   const { instance, connection } = await openDuckDB();
   try {
     await readRaw(connection, file);
-    const rowsIn = await validateRaw(connection, file, spec);
+    const rowsIn = await checkStructure(connection, file, spec);
+    let rowsQuarantined = 0;
+    if (spec.onInvalidRows === 'quarantine') {
+      rowsQuarantined = await quarantineInvalidRows(connection, spec);
+      if (rowsQuarantined === rowsIn) {
+        const [first] = await rows(connection, 'SELECT _line, _reasons FROM quarantined LIMIT 1');
+        throw invalidInput(
+          `Data file ${file}: all ${rowsIn} rows are invalid (line ${first._line}: ${first._reasons}); nothing was ingested. ` +
+            'Fix the file or check the column layout.',
+        );
+      }
+    }
+    await checkRows(connection, file, spec);
     await connection.run(`CREATE TEMP TABLE clean AS ${cleanSelectSql(spec, new Date().toISOString(), DUCKDB)}`);
 
     const segment = quoteIdent(renamed(spec, spec.trainingSegment.column));
@@ -268,6 +317,7 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
       canceledShareTrain: Number(Number(stats.canceled_share).toFixed(4)),
       valuesTrimmed: Number(quality.trimmed),
       duplicateRowsIgnoringId: Number(quality.duplicates),
+      rowsQuarantined,
     };
 
     // Stage all three merges before committing any, so a failure leaves every table as it was.
@@ -307,8 +357,12 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
         { expectedVersion: previous?.version ?? 0, stagedChanges: merge.changes, operation: previous ? 'MERGE' : 'WRITE' },
       );
     }
-    log.info('Ingested bookings', { file, ...report, versions: refs, changes });
-    return { ...refs, reused: false, report, changes };
+    const quarantine =
+      rowsQuarantined > 0
+        ? await writeQuarantine(connection, catalog, table(spec.tables.quarantine), { file, sourceHash, rowCount: rowsQuarantined })
+        : undefined;
+    log.info('Ingested bookings', { file, ...report, versions: refs, changes, quarantine });
+    return { ...refs, reused: false, report, changes, ...(quarantine ? { quarantine } : {}) };
   } finally {
     connection.closeSync();
     instance.closeSync();

@@ -78,6 +78,7 @@ export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): 
       target: config.data.target,
       trainingSegment: config.data.training_segment,
       testFraction: config.data.test_fraction,
+      onInvalidRows: config.data.on_invalid_rows,
       tables: config.tables,
     },
     training: {

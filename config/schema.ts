@@ -50,9 +50,12 @@ export const ProjectConfigSchema = z
           .strict(),
         training_segment: z.object({ column: Identifier, value: z.string() }).strict(),
         test_fraction: z.number().gt(0).lt(1),
+        on_invalid_rows: z.enum(['fail', 'quarantine']).default('fail'),
       })
       .strict(),
-    tables: z.object({ train: Identifier, test: Identifier, extra: Identifier }).strict(),
+    tables: z
+      .object({ train: Identifier, test: Identifier, extra: Identifier, quarantine: Identifier.default('quarantine') })
+      .strict(),
     model: z
       .object({
         numeric_inputs: z.array(Identifier).min(1),

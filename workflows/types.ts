@@ -28,7 +28,9 @@ export interface IngestSpec {
   target: { name: string; values: Record<string, 0 | 1> };
   trainingSegment: { column: string; value: string };
   testFraction: number;
-  tables: { train: string; test: string; extra: string };
+  /** `fail` rejects a file with any invalid row; `quarantine` moves invalid rows to the quarantine table. */
+  onInvalidRows: 'fail' | 'quarantine';
+  tables: { train: string; test: string; extra: string; quarantine: string };
 }
 
 export interface TrainingSpec {
@@ -86,6 +88,8 @@ export interface QualityReport {
   valuesTrimmed: number;
   /** Rows equal to an earlier row in every column but the booking id. */
   duplicateRowsIgnoringId: number;
+  /** Invalid rows moved to the quarantine table (quarantine mode only). */
+  rowsQuarantined: number;
 }
 
 export interface IngestResult {
@@ -97,6 +101,8 @@ export interface IngestResult {
   report: QualityReport;
   /** Rows each table's new version inserted, updated and deleted (merged by booking id). */
   changes: Record<'train' | 'test' | 'extra', { inserted: number; updated: number; deleted: number }>;
+  /** Version of the quarantine table written by this ingestion, if it quarantined rows. */
+  quarantine?: TableRef;
 }
 
 export interface TrainResult {

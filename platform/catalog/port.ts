@@ -15,8 +15,8 @@ export interface TableVersionInfo {
   version: number;
   /** ISO-8601 UTC time of the commit. */
   timestamp: string;
-  /** WRITE replaces the table's content, MERGE upserts rows by key. */
-  operation: 'WRITE' | 'MERGE';
+  /** WRITE replaces the table's content, MERGE upserts rows by key, APPEND adds rows. */
+  operation: 'WRITE' | 'MERGE' | 'APPEND';
   rowCount: number;
   /** Hash of the source file and the ingest settings that produced this version. */
   sourceHash: string;
