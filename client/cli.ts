@@ -1,7 +1,9 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import { writeSyntheticBookings } from '../activities/synthetic';
-import { stackSettings } from '../config/stack';
+import { loadProjectConfig, resolveEnvironment } from '../config/load';
+import { catalogDir, stackSettings } from '../config/stack';
+import { LocalCatalog } from '../platform/catalog/local';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
 import { connectClient, pipelineSpec, startPipeline, workflowPollerCount, workflowUiUrl } from './pipeline';
 
@@ -66,6 +68,27 @@ program
         2,
       ),
     );
+  });
+
+program
+  .command('tables')
+  .description('List the catalog tables of an environment with their versions and change counts')
+  .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
+  .action((options: { env?: string }) => {
+    const config = loadProjectConfig();
+    const env = resolveEnvironment(config, options.env);
+    const { catalog, schema } = config.environments[env];
+    const local = new LocalCatalog(catalogDir(stackSettings()));
+    for (const name of Object.values(config.tables)) {
+      const history = local.history({ catalog, schema, name });
+      console.log(`${catalog}.${schema}.${name}: ${history.length === 0 ? 'no versions' : `${history.length} versions`}`);
+      for (const entry of history) {
+        const changes = entry.changes
+          ? ` +${entry.changes.inserted} ~${entry.changes.updated} -${entry.changes.deleted}`
+          : '';
+        console.log(`  v${entry.version} ${entry.timestamp} ${entry.operation.padEnd(6)} ${entry.rowCount} rows${changes}`);
+      }
+    }
   });
 
 program
