@@ -2,7 +2,7 @@
 // process's wall time and peak memory (DuckDB's native memory counts in the process's RSS).
 // Usage: node --import tsx bench/ingest-once.ts CSV CATALOG_DIR
 //
-// Prints one JSON line: row counts per table, the seconds ingestBookings took (module loading
+// Prints one JSON line: row counts per table, quality counts, the seconds ingestBookings took (module loading
 // excluded), and the process's peak resident set size in KiB.
 import { ingestBookings, type IngestInput } from '../activities/ingestion';
 import type { IngestResult } from '../workflows/types';
@@ -34,6 +34,8 @@ async function main(): Promise<void> {
       test: report.rowsTest,
       extra: report.rowsExtra,
       normalised: report.arrivalDatesNormalised,
+      trimmed: report.valuesTrimmed,
+      duplicatesIgnoringId: report.duplicateRowsIgnoringId,
       seconds: Number(seconds.toFixed(3)),
       maxRssKiB: process.resourceUsage().maxRSS,
     }),

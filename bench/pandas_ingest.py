@@ -1,15 +1,18 @@
 """Ingest a bookings CSV with pandas, as a baseline for the DuckDB ingestion in activities/ingestion.ts.
 
-Runs the same steps as ingestBookings, in the order a pandas notebook would: read_csv, check the
-required columns, map the target, convert numeric columns, check for empty values, normalise arrival
-dates, compute date_of_booking, check for duplicate ids, split by segment and by md5(booking_id), and
-write three Parquet files with pyarrow. Column names, types and rules come from the same settings as
-config/project.yml, copied below so that this script needs nothing but pandas and pyarrow.
+Runs the same steps as ingestBookings, the way a pandas notebook would. It reads the file with
+read_csv and checks the required columns. It trims ids, categories and labels, applies the configured
+value corrections, maps the target, converts numeric columns and checks their minimums, and checks
+for empty values and duplicate ids. Then it normalises arrival dates, computes date_of_booking,
+counts rows duplicated apart from the id, splits by segment and by md5(booking_id), and writes three
+Parquet files with pyarrow. Column names, types and
+rules come from the data section of config/project.yml, as they do for ingestBookings. The change
+feed that ingestBookings also writes has no counterpart here.
 
 Usage: python bench/pandas_ingest.py CSV OUT_DIR [--dates vectorised|rowwise]
 
-Prints one JSON line: row counts per table, seconds spent after the imports, and the process's peak
-resident set size (ru_maxrss, KiB on Linux).
+Prints one JSON line: row counts per table, quality counts, seconds spent after the imports, and the
+process's peak resident set size (ru_maxrss, KiB on Linux).
 """
 
 import argparse
@@ -19,6 +22,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,33 +30,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import yaml
 
-ID_COLUMN = "Booking_ID"
-RENAMES = {"Booking_ID": "booking_id"}
-NUMERIC_FEATURES = {
-    "no_of_adults": "int16",
-    "no_of_children": "int16",
-    "no_of_weekend_nights": "int16",
-    "no_of_week_nights": "int16",
-    "required_car_parking_space": "int16",
-    "lead_time": "int16",
-    "arrival_year": "int16",
-    "arrival_month": "int16",
-    "arrival_date": "int16",
-    "repeated_guest": "int16",
-    "no_of_previous_cancellations": "int16",
-    "no_of_previous_bookings_not_canceled": "int16",
-    "avg_price_per_room": "float64",
-    "no_of_special_requests": "int16",
-}
-CATEGORICAL_FEATURES = ["type_of_meal_plan", "room_type_reserved", "market_segment_type"]
-TARGET = "booking_status"
-TARGET_VALUES = {"Canceled": 1, "Not_Canceled": 0}
-SEGMENT_COLUMN = "market_segment_type"
-SEGMENT_VALUE = "Online"
-# A booking is in the test set when the first 8 hex digits of md5(booking_id), as an integer,
-# modulo one million are below this threshold (0.2 of one million), as isTestSql does.
-TEST_THRESHOLD = 200_000
+CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "project.yml"
+# Number of failing lines or values an error message lists.
 EXAMPLES = 5
 
 
@@ -60,38 +41,109 @@ class InvalidInput(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The data section of config/project.yml."""
+
+    id_column: str
+    renames: dict
+    numeric_features: list
+    categorical_features: list
+    value_corrections: dict
+    target: str
+    target_values: dict
+    segment_column: str
+    segment_value: str
+    test_threshold: int
+
+    @classmethod
+    def load(cls, path: Path) -> "Settings":
+        data = yaml.safe_load(path.read_text())["data"]
+        return cls(
+            id_column=data["id_column"],
+            renames=data["renames"],
+            numeric_features=data["numeric_features"],
+            categorical_features=data["categorical_features"],
+            value_corrections=data.get("value_corrections") or {},
+            target=data["target"]["name"],
+            target_values=data["target"]["values"],
+            segment_column=data["training_segment"]["column"],
+            segment_value=data["training_segment"]["value"],
+            # A booking is in the test set when the first 8 hex digits of md5(booking_id), as an
+            # integer, modulo one million are below this threshold, as isTestSql does.
+            test_threshold=round(data["test_fraction"] * 1_000_000),
+        )
+
+    @property
+    def required_columns(self) -> list:
+        return [
+            self.id_column,
+            *(f["name"] for f in self.numeric_features),
+            *self.categorical_features,
+            self.target,
+        ]
+
+    @property
+    def text_columns(self) -> list:
+        return [self.id_column, *self.categorical_features, self.target]
+
+
 def csv_lines(mask: pd.Series) -> str:
-    """Return the CSV line numbers of the first failing rows (line 1 is the header)."""
+    """Return the CSV line numbers of the first rows in `mask` (line 1 is the header)."""
     positions = np.flatnonzero(mask.to_numpy())[:EXAMPLES]
     return ", ".join(str(p + 2) for p in positions)
 
 
-def check_required_columns(df: pd.DataFrame, path: str) -> None:
-    required = [ID_COLUMN, *NUMERIC_FEATURES, *CATEGORICAL_FEATURES, TARGET]
-    missing = [c for c in required if c not in df.columns]
+def check_required_columns(df: pd.DataFrame, path: str, settings: Settings) -> None:
+    missing = [c for c in settings.required_columns if c not in df.columns]
     if missing:
         raise InvalidInput(f"Data file {path} is missing required columns: {', '.join(missing)}.")
     if len(df) == 0:
         raise InvalidInput(f"Data file {path} has a header but no rows.")
 
 
-def map_target(df: pd.DataFrame, path: str) -> None:
-    mapped = df[TARGET].map(TARGET_VALUES)
+def count_duplicates_ignoring_id(df: pd.DataFrame, settings: Settings) -> int:
+    """Count rows equal to an earlier row in every required column but the id, on the values as read."""
+    others = [c for c in settings.required_columns if c != settings.id_column]
+    return int(df.duplicated(subset=others).sum())
+
+
+def trim_text_columns(df: pd.DataFrame, settings: Settings) -> int:
+    """Strip surrounding spaces from ids, categories and labels, and return the number of changed values."""
+    trimmed = 0
+    for name in settings.text_columns:
+        values = df[name].astype("string")
+        stripped = values.str.strip()
+        trimmed += int((values != stripped).fillna(False).sum())
+        df[name] = stripped
+    return trimmed
+
+
+def correct_values(df: pd.DataFrame, settings: Settings) -> None:
+    """Apply the data.value_corrections mapping of the config to categorical columns, after trimming."""
+    for name, corrections in settings.value_corrections.items():
+        df[name] = df[name].replace(corrections)
+
+
+def map_target(df: pd.DataFrame, path: str, settings: Settings) -> None:
+    mapped = df[settings.target].map(settings.target_values)
     unknown = mapped.isna()
     if unknown.any():
-        values = sorted(df.loc[unknown, TARGET].astype(str).unique())[:EXAMPLES]
+        values = sorted(df.loc[unknown, settings.target].fillna("<empty>").unique())[:EXAMPLES]
         raise InvalidInput(
-            f"Data file {path}, column {TARGET}: unknown values {values} on lines {csv_lines(unknown)}."
+            f"Data file {path}, column {settings.target}: unknown values {values} "
+            f"on lines {csv_lines(unknown)}."
         )
-    df[TARGET] = mapped.astype("int32")
+    df[settings.target] = mapped.astype("int32")
 
 
-def convert_numeric(df: pd.DataFrame, path: str) -> None:
-    for name, dtype in NUMERIC_FEATURES.items():
+def convert_numeric(df: pd.DataFrame, path: str, settings: Settings) -> None:
+    for feature in settings.numeric_features:
+        name, dtype = feature["name"], feature["dtype"]
         values = pd.to_numeric(df[name], errors="coerce")
         bad = values.isna()
         if dtype.startswith("int"):
-            # astype would wrap an out-of-range value silently, so check the range first.
+            # astype would wrap an out-of-range value silently, so check the type's range first.
             limits = np.iinfo(dtype)
             bad |= (values % 1 != 0) | (values < limits.min) | (values > limits.max)
         if bad.any():
@@ -99,17 +151,36 @@ def convert_numeric(df: pd.DataFrame, path: str) -> None:
                 f"Data file {path}, column {name}: {int(bad.sum())} values are not {dtype} "
                 f"(lines {csv_lines(bad)})."
             )
+        out_of_range = pd.Series(False, index=values.index)
+        if "min" in feature:
+            out_of_range |= values < feature["min"]
+        if "max" in feature:
+            out_of_range |= values > feature["max"]
+        if out_of_range.any():
+            raise InvalidInput(
+                f"Data file {path}, column {name}: {int(out_of_range.sum())} values are out of range "
+                f"(lines {csv_lines(out_of_range)})."
+            )
         df[name] = values.astype(dtype)
 
 
-def check_not_empty(df: pd.DataFrame, path: str) -> None:
-    for name in [ID_COLUMN, *CATEGORICAL_FEATURES]:
-        empty = df[name].isna() | (df[name].astype(str).str.strip() == "")
+def check_not_empty(df: pd.DataFrame, path: str, settings: Settings) -> None:
+    for name in [settings.id_column, *settings.categorical_features]:
+        empty = df[name].isna() | (df[name] == "")
         if empty.any():
             raise InvalidInput(f"Data file {path}, column {name}: {int(empty.sum())} rows are empty.")
 
 
-def arrival_dates_vectorised(year: pd.Series, month: pd.Series, day: pd.Series) -> tuple[pd.Series, pd.Series]:
+def check_unique_ids(df: pd.DataFrame, path: str, settings: Settings) -> None:
+    duplicated = df[settings.id_column].duplicated(keep=False)
+    if duplicated.any():
+        ids = sorted(df.loc[duplicated, settings.id_column].unique())[:EXAMPLES]
+        raise InvalidInput(f"Data file {path}, column {settings.id_column}: duplicate booking ids {ids}.")
+
+
+def arrival_dates_vectorised(
+    year: pd.Series, month: pd.Series, day: pd.Series
+) -> tuple[pd.Series, pd.Series]:
     """Build arrival dates, rolling an impossible date forward to the next real one.
 
     Month > 12 becomes 1 January of the next year, month < 1 becomes 1 January, day < 1 becomes
@@ -127,11 +198,7 @@ def arrival_dates_vectorised(year: pd.Series, month: pd.Series, day: pd.Series) 
     next_month = month_start + pd.to_timedelta(month_start.dt.days_in_month, unit="D")
     next_year = pd.to_datetime(pd.DataFrame({"year": y + 1, "month": 1, "day": 1}))
     this_year = pd.to_datetime(pd.DataFrame({"year": y, "month": 1, "day": 1}))
-    fixed = np.select(
-        [m > 12, m < 1, d < 1],
-        [next_year, this_year, month_start],
-        default=next_month,
-    )
+    fixed = np.select([m > 12, m < 1, d < 1], [next_year, this_year, month_start], default=next_month)
     dates.loc[bad] = pd.to_datetime(fixed)
     return dates, bad
 
@@ -151,27 +218,14 @@ def arrival_date_row(year: int, month: int, day: int) -> dt.datetime:
 
 
 def arrival_dates_rowwise(df: pd.DataFrame) -> pd.Series:
+    """Build arrival dates with a Python function per row (DataFrame.apply), as the original project did."""
     dates = df.apply(
-        lambda row: arrival_date_row(int(row["arrival_year"]), int(row["arrival_month"]), int(row["arrival_date"])),
+        lambda row: arrival_date_row(
+            int(row["arrival_year"]), int(row["arrival_month"]), int(row["arrival_date"])
+        ),
         axis=1,
     )
     return pd.to_datetime(dates)
-
-
-def is_real_date(year: pd.Series, month: pd.Series, day: pd.Series) -> pd.Series:
-    parts = pd.DataFrame({"year": year, "month": month, "day": day}).astype("int64")
-    return pd.to_datetime(parts, errors="coerce").notna()
-
-
-def check_unique_ids(df: pd.DataFrame, path: str) -> None:
-    duplicated = df["booking_id"].duplicated(keep=False)
-    if duplicated.any():
-        ids = sorted(df.loc[duplicated, "booking_id"].unique())[:EXAMPLES]
-        raise InvalidInput(f"Data file {path}, column {ID_COLUMN}: duplicate booking ids {ids}.")
-
-
-def is_test_id(booking_id: str) -> bool:
-    return int(hashlib.md5(booking_id.encode()).hexdigest()[:8], 16) % 1_000_000 < TEST_THRESHOLD
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -183,34 +237,52 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
     pq.write_table(table, path)
 
 
-def ingest(path: str, out_dir: Path, dates: str) -> dict:
+def ingest(path: str, out_dir: Path, dates: str, settings: Settings) -> dict:
     df = pd.read_csv(path)
-    check_required_columns(df, path)
-    map_target(df, path)
-    convert_numeric(df, path)
-    check_not_empty(df, path)
-    df = df.rename(columns=RENAMES)
+    check_required_columns(df, path, settings)
+    duplicates_ignoring_id = count_duplicates_ignoring_id(df, settings)
+    trimmed = trim_text_columns(df, settings)
+    correct_values(df, settings)
+    map_target(df, path, settings)
+    convert_numeric(df, path, settings)
+    check_not_empty(df, path, settings)
+    check_unique_ids(df, path, settings)
+    df = df.rename(columns=settings.renames)
+    booking_id = settings.renames.get(settings.id_column, settings.id_column)
 
     year, month, day = df["arrival_year"], df["arrival_month"], df["arrival_date"]
     if dates == "rowwise":
         df["date_of_arrival"] = arrival_dates_rowwise(df)
         # Counted only for the report, so that both variants print the same fields.
-        normalised = int((~is_real_date(year, month, day)).sum())
+        normalised = int(arrival_dates_vectorised(year, month, day)[1].sum())
     else:
         df["date_of_arrival"], normalised_mask = arrival_dates_vectorised(year, month, day)
         normalised = int(normalised_mask.sum())
     df["date_of_booking"] = df["date_of_arrival"] - pd.to_timedelta(df["lead_time"], unit="D")
     df["update_timestamp_utc"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    # Same column order as the tables that ingestBookings writes.
+    source_order = [settings.id_column, *(f["name"] for f in settings.numeric_features)]
+    source_order += [*settings.categorical_features, settings.target]
+    columns = [settings.renames.get(c, c) for c in source_order]
+    df = df[[*columns, "date_of_arrival", "date_of_booking", "update_timestamp_utc"]]
+    df = df.sort_values(booking_id, ignore_index=True)
 
-    check_unique_ids(df, path)
-    df = df.sort_values("booking_id", ignore_index=True)
-
-    online = df[SEGMENT_COLUMN] == SEGMENT_VALUE
-    is_test = df["booking_id"].map(is_test_id).astype(bool)
+    segment = settings.renames.get(settings.segment_column, settings.segment_column)
+    in_segment = df[segment] == settings.segment_value
+    # pandas has no vectorised md5, so the hash runs once per row in Python.
+    is_test = (
+        df[booking_id]
+        .map(
+            lambda value: (
+                int(hashlib.md5(value.encode()).hexdigest()[:8], 16) % 1_000_000 < settings.test_threshold
+            )
+        )
+        .astype(bool)
+    )
     tables = {
-        "train": df[online & ~is_test],
-        "test": df[online & is_test],
-        "extra": df[~online],
+        "train": df[in_segment & ~is_test],
+        "test": df[in_segment & is_test],
+        "extra": df[~in_segment],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, part in tables.items():
@@ -221,6 +293,8 @@ def ingest(path: str, out_dir: Path, dates: str) -> dict:
         "test": len(tables["test"]),
         "extra": len(tables["extra"]),
         "normalised": normalised,
+        "trimmed": trimmed,
+        "duplicatesIgnoringId": duplicates_ignoring_id,
     }
 
 
@@ -238,7 +312,7 @@ def main() -> int:
 
     start = time.perf_counter()
     try:
-        counts = ingest(args.csv, args.out_dir, args.dates)
+        counts = ingest(args.csv, args.out_dir, args.dates, Settings.load(CONFIG_FILE))
     except InvalidInput as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
