@@ -142,7 +142,7 @@ export interface SmokeTestInput {
   allowedPredictions: unknown[];
 }
 
-/** Sends one record to the endpoint and checks the answer has the Databricks shape and a valid label. */
+/** Sends one record to the endpoint and checks that the response has the Databricks shape and a valid label. */
 export async function smokeTestEndpoint(client: ServingClient, input: SmokeTestInput): Promise<SmokeTestResult> {
   const request = { dataframe_records: [input.record] };
   let result;
