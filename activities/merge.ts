@@ -44,16 +44,19 @@ export async function stageMerge(
   const k = quoteIdent(key);
   const snapshot = catalog.stagingPath(table, 'snapshot');
   const changes = catalog.stagingPath(table, 'changes');
-  await connection.run(`CREATE OR REPLACE TEMP TABLE batch AS ${batchSql}`);
-
   if (!previous) {
-    await connection.run(`COPY (SELECT * FROM batch ORDER BY ${k}) TO ${quoteLiteral(snapshot)} (FORMAT parquet)`);
+    // A first version is the batch itself: write it straight from the query, and read the sorted file
+    // back for the change feed instead of sorting the batch twice.
+    await connection.run(`COPY (${batchSql} ORDER BY ${k}) TO ${quoteLiteral(snapshot)} (FORMAT parquet)`);
     await connection.run(
-      `COPY (SELECT 'insert' AS _change_type, * FROM batch ORDER BY ${k}) TO ${quoteLiteral(changes)} (FORMAT parquet)`,
+      `COPY (SELECT 'insert' AS _change_type, * FROM read_parquet(${quoteLiteral(snapshot)}))
+       TO ${quoteLiteral(changes)} (FORMAT parquet)`,
     );
-    const inserted = await count(connection, 'SELECT 1 FROM batch');
+    const inserted = await count(connection, `SELECT 1 FROM read_parquet(${quoteLiteral(snapshot)})`);
     return { snapshot, changes, counts: { inserted, updated: 0, deleted: 0 }, rowCount: inserted };
   }
+
+  await connection.run(`CREATE OR REPLACE TEMP TABLE batch AS ${batchSql}`);
 
   const previousFile = catalog.snapshotPath({ ...table, version: previous.version });
   await connection.run(`CREATE OR REPLACE TEMP TABLE previous AS SELECT * FROM read_parquet(${quoteLiteral(previousFile)})`);

@@ -9,7 +9,7 @@ interface RowRule {
   reason: string;
 }
 
-function rowRules(spec: IngestSpec): RowRule[] {
+export function rowRules(spec: IngestSpec): RowRule[] {
   const rules: RowRule[] = [];
   const target = quoteIdent(spec.target.name);
   const known = Object.keys(spec.target.values).map(quoteLiteral).join(', ');
@@ -42,6 +42,23 @@ function rowRules(spec: IngestSpec): RowRule[] {
     });
   }
   return rules;
+}
+
+/**
+ * Returns true when any row breaks a row rule or repeats a booking id. One scan of `raw`, so the
+ * common case of a clean file skips the per-rule queries that build error messages.
+ */
+export async function hasInvalidRows(connection: DuckDBConnection, spec: IngestSpec): Promise<boolean> {
+  const id = quoteIdent(spec.idColumn);
+  const invalid = rowRules(spec)
+    .map((rule) => `(${rule.condition})`)
+    .join(' OR ');
+  const reader = await connection.runAndReadAll(
+    `SELECT count(*) FILTER (WHERE ${invalid})::BIGINT AS invalid, (count(*) - count(DISTINCT trim(${id})))::BIGINT AS repeated
+     FROM raw`,
+  );
+  const [row] = reader.getRowObjectsJS();
+  return Number(row.invalid) > 0 || Number(row.repeated) > 0;
 }
 
 /**
