@@ -11,6 +11,7 @@ import {
   type EndpointConfigSpec,
   type EndpointTag,
   type ServedEntitySpec,
+  type EndpointHeader,
   type ServingEndpointDetailed,
   type ServingEndpointSummary,
   type TrafficRoute,
@@ -225,12 +226,7 @@ export class EndpointStore {
 
   list(): ServingEndpointSummary[] {
     return [...this.endpoints.values()].map((endpoint) => ({
-      name: endpoint.name,
-      id: endpoint.id,
-      creator: CREATOR,
-      creation_timestamp: endpoint.creationTimestamp,
-      last_updated_timestamp: endpoint.lastUpdatedTimestamp,
-      state: { ready: this.readyState(endpoint), config_update: endpoint.configUpdate },
+      ...this.toHeader(endpoint),
       config: {
         served_entities: endpoint.config.entities.map(({ spec }) => ({
           name: spec.name,
@@ -743,14 +739,20 @@ export class EndpointStore {
     };
   }
 
-  private toDetailed(endpoint: EndpointRuntime): ServingEndpointDetailed {
-    const detailed: ServingEndpointDetailed = {
+  private toHeader(endpoint: EndpointRuntime): EndpointHeader {
+    return {
       name: endpoint.name,
       id: endpoint.id,
       creator: CREATOR,
       creation_timestamp: endpoint.creationTimestamp,
       last_updated_timestamp: endpoint.lastUpdatedTimestamp,
       state: { ready: this.readyState(endpoint), config_update: endpoint.configUpdate },
+    };
+  }
+
+  private toDetailed(endpoint: EndpointRuntime): ServingEndpointDetailed {
+    const detailed: ServingEndpointDetailed = {
+      ...this.toHeader(endpoint),
       config: this.toConfigOutput(endpoint.config),
       tags: endpoint.tags.map((tag) => ({ ...tag })),
       endpoint_url: `${this.options.baseUrl()}/serving-endpoints/${endpoint.name}/invocations`,

@@ -126,14 +126,18 @@ export interface PendingConfigOutput extends EndpointConfigOutput {
   start_time: number;
 }
 
-/** Response of GET/POST on one endpoint. Timestamps are ms since the Unix epoch. */
-export interface ServingEndpointDetailed {
+/** Fields that the detailed and the summary endpoint shapes share. Timestamps are ms since the Unix epoch. */
+export interface EndpointHeader {
   name: string;
   id: string;
   creator: string;
   creation_timestamp: number;
   last_updated_timestamp: number;
   state: EndpointState;
+}
+
+/** Response of GET/POST on one endpoint. */
+export interface ServingEndpointDetailed extends EndpointHeader {
   /** Reason for UPDATE_FAILED or for a failed served entity of the active config, absent otherwise. */
   state_message?: string;
   config?: EndpointConfigOutput;
@@ -143,13 +147,7 @@ export interface ServingEndpointDetailed {
 }
 
 /** One entry of `GET /api/2.0/serving-endpoints`. */
-export interface ServingEndpointSummary {
-  name: string;
-  id: string;
-  creator: string;
-  creation_timestamp: number;
-  last_updated_timestamp: number;
-  state: EndpointState;
+export interface ServingEndpointSummary extends EndpointHeader {
   config?: { served_entities: Array<Pick<ServedEntitySpec, 'name' | 'entity_name' | 'entity_version'>> };
   tags: EndpointTag[];
 }
