@@ -52,6 +52,7 @@ export function readCsvHeader(file: string): CsvHeader {
   } finally {
     fs.closeSync(handle);
   }
+
   const probe = buffer.subarray(0, length);
   if (probe.includes(0)) throw new Error('it contains NUL bytes, so it is not a text file');
   const text = probe.toString('utf8').replace(/^\uFEFF/, '');
@@ -60,6 +61,7 @@ export function readCsvHeader(file: string): CsvHeader {
     throw new Error(`its first line is longer than ${HEADER_PROBE_BYTES} bytes`);
   }
   const line = (newline < 0 ? text : text.slice(0, newline)).replace(/\r$/, '');
+
   const counts = DELIMITERS.map((d) => splitCsvLine(line, d).length - 1);
   const best = counts.indexOf(Math.max(...counts));
   if (counts[best] === 0) {
@@ -67,6 +69,7 @@ export function readCsvHeader(file: string): CsvHeader {
   }
   const delimiter = DELIMITERS[best];
   const columns = splitCsvLine(line, delimiter).map((name) => name.trim());
+
   const seen = new Set<string>();
   for (const name of columns) {
     if (name === '') throw new Error('its header row has an empty column name');

@@ -24,8 +24,8 @@ export function requiredColumns(spec: IngestSpec): string[] {
 
 /**
  * Reads every column as text with the header and delimiter found beforehand. Dialect sniffing is off,
- * because a damaged last line can make DuckDB's sniffer misread the whole file; with it off, a row with
- * the wrong number of fields fails with its line number.
+ * because a damaged last line can make DuckDB's sniffer misread the whole file. With sniffing off, a
+ * row with the wrong number of fields fails with its line number.
  */
 export function readRawSql(file: string, columns: string[], delimiter: string): string {
   const types = columns.map((name) => `${quoteLiteral(name)}: 'VARCHAR'`).join(', ');
@@ -44,7 +44,7 @@ export function arrivalDateSql(year: string, month: string, day: string, dialect
   const y = `CAST(${year} AS ${int})`;
   const m = `CAST(${month} AS ${int})`;
   const d = `CAST(${day} AS ${int})`;
-  // Engines may evaluate every CASE branch, so make_date only ever sees a month from 1 to 12.
+  // Engines may evaluate every CASE branch, so make_date only ever gets a month from 1 to 12.
   const safeMonth = dialect.least(dialect.greatest(m, '1'), '12');
   return `CASE
     WHEN ${m} > 12 THEN ${dialect.makeDate(`${y} + 1`, '1', '1')}
@@ -61,7 +61,7 @@ export function realDateSql(year: string, month: string, day: string, dialect: S
   const int = dialect.integerType();
   const m = `CAST(${month} AS ${int})`;
   const d = `CAST(${day} AS ${int})`;
-  // AND does not short-circuit in DuckDB, so the month is clamped before make_date sees it.
+  // AND does not short-circuit in DuckDB, so the month is clamped before it reaches make_date.
   const safeMonth = dialect.least(dialect.greatest(m, '1'), '12');
   return `(${m} BETWEEN 1 AND 12 AND ${d} >= 1 AND ${d} <= ${dialect.daysInMonth(`CAST(${year} AS ${int})`, safeMonth)})`;
 }

@@ -49,7 +49,9 @@ export async function runPythonJob<T>(command: 'train' | 'log', spec: object, wo
     }
     const { level = 'info', msg = '', ...fields } = entry;
     if (level === 'error') lastError = msg;
-    const method = level === 'error' ? 'error' : level === 'warning' || level === 'warn' ? 'warn' : 'info';
+    let method: 'error' | 'warn' | 'info' = 'info';
+    if (level === 'error') method = 'error';
+    else if (level === 'warning' || level === 'warn') method = 'warn';
     context.log[method](`[${command} job] ${msg}`, { pid: child.pid, ...fields });
   };
   readline.createInterface({ input: child.stderr }).on('line', forward);

@@ -51,7 +51,7 @@ function exponential(random: () => number, mean: number): number {
 
 /**
  * Generates `count` bookings with the real schema and its quirks: 2018-02-29 arrivals, prices without
- * decimals, zero prices for complementary stays and a cancellation label that depends on lead time,
+ * decimals and zero prices for complementary stays. The cancellation label depends on lead time,
  * special requests, price and segment, so a model has something to learn.
  */
 export function generateBookings(

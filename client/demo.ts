@@ -64,7 +64,7 @@ async function run(options: DemoOptions): Promise<void> {
     await workerDone?.catch(() => undefined);
     await (stack ? stack.stop() : stopServicesStartedHere(settings));
   };
-  // tsx relays the terminal's SIGINT to this process, so one Ctrl-C can arrive twice; only the first
+  // tsx relays the terminal's SIGINT to this process, so one Ctrl-C can arrive twice. Only the first
   // starts the shutdown, and later ones must not kill the process before the services are stopped.
   let stopping = false;
   process.on('SIGINT', () => {

@@ -19,9 +19,9 @@ export const FailureType = {
   EndpointUpdateFailed: 'EndpointUpdateFailed',
   /** A training or logging job exited with an error. */
   JobFailed: 'JobFailed',
-  /** The endpoint answered the smoke test wrongly. */
+  /** The endpoint returned a wrong response to the smoke test. */
   SmokeTestFailed: 'SmokeTestFailed',
-  /** A network error, timeout or 5xx answer: worth another attempt. */
+  /** A network error, a timeout or a 5xx response, so another attempt may succeed. */
   Transient: 'Transient',
 } as const;
 

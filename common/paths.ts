@@ -13,7 +13,7 @@ export const PYTHON_BIN = path.join(ML_DIR, '.venv', 'bin', 'python');
 export const MLFLOW_BIN = path.join(ML_DIR, '.venv', 'bin', 'mlflow');
 
 /**
- * Returns the state folder that holds every piece of local state: the Temporal database, the MLflow
+ * Returns the state folder that contains every piece of local state: the Temporal database, the MLflow
  * store and artifacts, the catalog, logs and pid files. `MLOPS_STATE_DIR` overrides the default `.mlops`.
  */
 export function stateDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -21,8 +21,8 @@ export function apiError(error: unknown): { status?: number; code?: string; mess
 }
 
 /**
- * Maps a failed REST call to a classified failure: 4xx answers other than 409 and 429 are
- * non-retryable; 409 conflicts are left to the caller; network errors, 429 and 5xx are transient.
+ * Maps a failed REST call to a classified failure. 4xx responses other than 409 and 429 are
+ * non-retryable, 409 conflicts are left to the caller, and network errors, 429 and 5xx are transient.
  */
 export function classifyHttpError(error: unknown, action: string): ApplicationFailure {
   const { status, code, message } = apiError(error);

@@ -17,9 +17,9 @@ const { trainModel, logTrainingRun } = proxyActivities<Activities>({
 });
 
 /**
- * The model lifecycle in one run: ingest the bookings file into new table versions, train the model,
- * log it to MLflow, register a model version with an alias, and deploy it to a serving endpoint that
- * must pass a smoke test.
+ * Runs the model lifecycle in one run. It ingests the bookings file into new table versions, trains the
+ * model and logs it to MLflow. Then it registers a model version with an alias and deploys it to a
+ * serving endpoint that must pass a smoke test.
  */
 export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult> {
   const stage = (name: string): void => upsertSearchAttributes([{ key: MLOPS_STAGE, value: name }]);

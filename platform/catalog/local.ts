@@ -31,7 +31,7 @@ export class LocalCatalog {
     return path.join(this.root, table.catalog, table.schema, table.name);
   }
 
-  /** Path of the Parquet file that holds one table version; readers (DuckDB, pandas) open it directly. */
+  /** Returns the path of the Parquet file of one table version. Readers (DuckDB, pandas) open it directly. */
   snapshotPath(ref: TableRef): string {
     return path.join(this.tableDir(ref), `v${ref.version}.parquet`);
   }
@@ -71,8 +71,8 @@ export class LocalCatalog {
   /**
    * Commits a staged Parquet file as the next version of `table` and returns its reference. The table
    * lock serialises writers from different processes. When the newest version already came from the
-   * same source hash (a concurrent ingestion of the same file won the race), the staged file is dropped
-   * and that version is returned, so one source never produces two versions in a row.
+   * same source hash, a concurrent ingestion of the same file won the race. Then the staged file is
+   * dropped and that version is returned, so one source never produces two versions in a row.
    */
   async commit(
     table: TableName,

@@ -27,7 +27,7 @@ export class MlflowRegistry {
     });
   }
 
-  /** Creates the registered model unless it exists; MLflow answers RESOURCE_ALREADY_EXISTS then. */
+  /** Creates the registered model unless it exists, in which case MLflow returns RESOURCE_ALREADY_EXISTS. */
   async ensureRegisteredModel(name: string, tags: Record<string, string> = {}): Promise<void> {
     try {
       await this.http.post('/registered-models/create', { name, tags: toTagList(tags) });
@@ -77,7 +77,7 @@ export class MlflowRegistry {
       return data.model_version as ModelVersion;
     } catch (error) {
       const { status, code } = apiError(error);
-      // OSS MLflow answers a missing alias with 400 INVALID_PARAMETER_VALUE, Databricks with 404.
+      // OSS MLflow returns 400 INVALID_PARAMETER_VALUE for a missing alias, Databricks returns 404.
       if (status === 404 || code === 'RESOURCE_DOES_NOT_EXIST' || code === 'INVALID_PARAMETER_VALUE') return undefined;
       throw error;
     }

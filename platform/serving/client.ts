@@ -90,7 +90,7 @@ export class ServingClient {
     return `${this.http.defaults.baseURL}/serving-endpoints/${encodeURIComponent(name)}/invocations`;
   }
 
-  /** Sends one scoring request and returns the answer whatever its status. */
+  /** Sends one scoring request and returns the response whatever its status. */
   async query(name: string, body: Record<string, unknown>): Promise<QueryResult> {
     const started = performance.now();
     const response = await this.http.post(`/serving-endpoints/${encodeURIComponent(name)}/invocations`, body, {
