@@ -1,8 +1,9 @@
 import type { IngestSpec } from '../workflows/types';
 import { DUCKDB, type SqlDialect } from './sql-dialect';
 
-// SQL of the ingest steps, built through a dialect. Every raw column is read as text first, so a value
-// that does not convert is reported by the checks instead of failing the whole read.
+// SQL of the ingest steps, built through a dialect. The careful path reads every raw column as text, so a
+// value that does not convert is reported by the checks instead of failing the whole read. The one-pass
+// path reads the numeric columns typed and relies on a check of its output instead.
 
 export const quoteIdent = DUCKDB.quoteIdent;
 export const quoteLiteral = DUCKDB.quoteLiteral;
@@ -28,10 +29,24 @@ export function requiredColumns(spec: IngestSpec): string[] {
  * row with the wrong number of fields fails with its line number.
  */
 export function readRawSql(file: string, columns: string[], delimiter: string): string {
-  const types = columns.map((name) => `${quoteLiteral(name)}: 'VARCHAR'`).join(', ');
-  return `CREATE TEMP TABLE raw AS SELECT * FROM read_csv(${quoteLiteral(file)},
+  return `CREATE TEMP TABLE raw AS SELECT * FROM ${readCsvSql(file, columns, delimiter)}`;
+}
+
+/**
+ * A read of the file with the configured numeric columns as numbers and every other column as text. Lines
+ * that do not parse or convert are skipped and listed in DuckDB's `reject_errors` table.
+ */
+export function readTypedCsvSql(file: string, columns: string[], delimiter: string, spec: IngestSpec): string {
+  // DOUBLE keeps fractions visible, so cleanSelectSql can refuse 2.5 for an integer column.
+  const types = new Map(spec.numericFeatures.map((f) => [f.name, 'DOUBLE']));
+  return readCsvSql(file, columns, delimiter, types, 'store_rejects = true');
+}
+
+function readCsvSql(file: string, columns: string[], delimiter: string, types = new Map<string, string>(), extra = ''): string {
+  const typed = columns.map((name) => `${quoteLiteral(name)}: '${types.get(name) ?? 'VARCHAR'}'`).join(', ');
+  return `read_csv(${quoteLiteral(file)},
     auto_detect = false, header = true, delim = ${quoteLiteral(delimiter)}, quote = '"', escape = '"',
-    columns = {${types}})`;
+    columns = {${typed}}${extra ? `, ${extra}` : ''})`;
 }
 
 /**
@@ -75,9 +90,9 @@ export function isTestSql(idColumn: string, testFraction: number, dialect: SqlDi
   return `((${dialect.md5Prefix32(idColumn)} % 1000000) < ${threshold})`;
 }
 
-/** Returns a categorical column's trimmed value with the configured corrections applied. */
-export function correctedSql(spec: IngestSpec, column: string, dialect: SqlDialect = DUCKDB): string {
-  const value = `trim(${dialect.quoteIdent(column)})`;
+/** Returns a categorical column's value, trimmed unless `trim` is false, with the configured corrections applied. */
+export function correctedSql(spec: IngestSpec, column: string, dialect: SqlDialect = DUCKDB, trim = true): string {
+  const value = trim ? `trim(${dialect.quoteIdent(column)})` : dialect.quoteIdent(column);
   const corrections = Object.entries(spec.valueCorrections[column] ?? {});
   if (corrections.length === 0) return value;
   const cases = corrections
@@ -86,23 +101,44 @@ export function correctedSql(spec: IngestSpec, column: string, dialect: SqlDiale
   return `CASE ${value} ${cases} ELSE ${value} END`;
 }
 
-/** Builds the SELECT of the cleaned rows from `raw`; assumes the checks on `raw` have passed. */
-export function cleanSelectSql(spec: IngestSpec, ingestedAt: string, dialect: SqlDialect = DUCKDB): string {
+export interface CleanSource {
+  /** Relation the raw columns come from: the `raw` table, or a typed read of the file. */
+  from: string;
+  /**
+   * Whether text values are trimmed. The one-pass path keeps them as they are and falls back to the
+   * careful path when any value has surrounding spaces, so both paths give the same rows.
+   */
+  trim: boolean;
+}
+
+const RAW_TABLE: CleanSource = { from: 'raw', trim: true };
+
+/**
+ * Builds the SELECT of the cleaned rows, with two helper columns: `_date_normalised` and `_is_test`.
+ * Assumes the checks on the source have passed.
+ */
+export function cleanSelectSql(
+  spec: IngestSpec,
+  ingestedAt: string,
+  dialect: SqlDialect = DUCKDB,
+  source: CleanSource = RAW_TABLE,
+): string {
   const q = dialect.quoteIdent;
+  const text = (column: string): string => (source.trim ? `trim(${q(column)})` : q(column));
   const id = renamed(spec, spec.idColumn);
   // Surrounding spaces are not part of an id or a category ("Online " is "Online").
-  const columns: string[] = [`trim(${q(spec.idColumn)}) AS ${q(id)}`];
+  const columns: string[] = [`${text(spec.idColumn)} AS ${q(id)}`];
   for (const feature of spec.numericFeatures) {
-    columns.push(`CAST(trim(${q(feature.name)}) AS ${dialect.numericType(feature.dtype)}) AS ${q(renamed(spec, feature.name))}`);
+    columns.push(`${dialect.numericValue(text(feature.name), feature.dtype)} AS ${q(renamed(spec, feature.name))}`);
   }
   for (const name of spec.categoricalFeatures) {
-    columns.push(`${correctedSql(spec, name, dialect)} AS ${q(renamed(spec, name))}`);
+    columns.push(`${correctedSql(spec, name, dialect, source.trim)} AS ${q(renamed(spec, name))}`);
   }
   const cases = Object.entries(spec.target.values)
     .map(([from, to]) => `WHEN ${dialect.quoteLiteral(from)} THEN ${to}`)
     .join(' ');
   columns.push(
-    `CAST(CASE trim(${q(spec.target.name)}) ${cases} END AS ${dialect.integerType()}) AS ${q(renamed(spec, spec.target.name))}`,
+    `CAST(CASE ${text(spec.target.name)} ${cases} END AS ${dialect.integerType()}) AS ${q(renamed(spec, spec.target.name))}`,
   );
   const arrival = arrivalDateSql('arrival_year', 'arrival_month', 'arrival_date', dialect);
   return `SELECT *,
@@ -113,6 +149,32 @@ export function cleanSelectSql(spec: IngestSpec, ingestedAt: string, dialect: Sq
         ${arrival} AS date_of_arrival,
         NOT ${realDateSql('arrival_year', 'arrival_month', 'arrival_date', dialect)} AS _date_normalised,
         ${isTestSql(q(id), spec.testFraction, dialect)} AS _is_test
-      FROM raw
+      FROM ${source.from}
     ) AS cleaned`;
+}
+
+/** The tables one ingested file is split into. */
+export const SPLIT_TABLES = ['train', 'test', 'extra'] as const;
+export type SplitTable = (typeof SPLIT_TABLES)[number];
+
+/**
+ * Which table a cleaned row goes to: rows of the training segment to train or test by `_is_test`,
+ * every other row to extra.
+ */
+export function splitTableSql(spec: IngestSpec, dialect: SqlDialect = DUCKDB): string {
+  const segment = dialect.quoteIdent(renamed(spec, spec.trainingSegment.column));
+  return `CASE WHEN ${segment} = ${dialect.quoteLiteral(spec.trainingSegment.value)}
+    THEN CASE WHEN _is_test THEN 'test' ELSE 'train' END ELSE 'extra' END`;
+}
+
+/**
+ * Number of cleaned rows that repeat an earlier row in every configured column but the id; `from` is
+ * a relation of cleaned rows.
+ */
+export function duplicateRowsSql(spec: IngestSpec, from: string, dialect: SqlDialect = DUCKDB): string {
+  const columns = requiredColumns(spec)
+    .filter((c) => c !== spec.idColumn)
+    .map((c) => dialect.quoteIdent(renamed(spec, c)))
+    .join(', ');
+  return `SELECT (count(*) - (SELECT count(*) FROM (SELECT DISTINCT ${columns} FROM ${from})))::BIGINT FROM ${from}`;
 }

@@ -1,15 +1,28 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { log } from '@temporalio/activity';
 import { invalidInput } from '../common/errors';
 import { LocalCatalog } from '../platform/catalog/local';
 import type { TableName, TableVersionInfo } from '../platform/catalog/port';
 import type { IngestResult, IngestSpec, NumericFeature, QualityReport, TableRef } from '../workflows/types';
-import { readCsvHeader } from './csv-header';
+import { readCsvHeader, type CsvHeader } from './csv-header';
+import { ingestInOnePass } from './ingestion-one-pass';
 import { hasInvalidRows, quarantineInvalidRows } from './quarantine';
-import { stageMerge, type ChangeCounts, type StagedMerge } from './merge';
-import { cleanSelectSql, quoteIdent, quoteLiteral, readRawSql, renamed, requiredColumns } from './ingestion-sql';
+import { stageMerge, type Batch, type ChangeCounts, type StagedMerge } from './merge';
+import {
+  cleanSelectSql,
+  duplicateRowsSql,
+  quoteIdent,
+  quoteLiteral,
+  readRawSql,
+  renamed,
+  requiredColumns,
+  SPLIT_TABLES,
+  type SplitTable,
+  splitTableSql,
+} from './ingestion-sql';
 import { DUCKDB } from './sql-dialect';
 
 export interface IngestInput {
@@ -17,6 +30,11 @@ export interface IngestInput {
   catalog: string;
   schema: string;
   spec: IngestSpec;
+}
+
+export interface IngestOptions {
+  /** Set false to skip the one-pass path; tests use it to compare both paths on the same file. */
+  onePass?: boolean;
 }
 
 const NO_CHANGES: ChangeCounts = { inserted: 0, updated: 0, deleted: 0 };
@@ -39,7 +57,7 @@ async function rows(connection: DuckDBConnection, sql: string): Promise<Record<s
 
 export async function sha256File(file: string): Promise<string> {
   const hash = crypto.createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
@@ -117,7 +135,6 @@ async function checkRange(connection: DuckDBConnection, file: string, feature: N
   );
 }
 
-/** Fails with every problem of the raw file that would make a table version wrong. */
 /** Fails when the file lacks a required column or has no rows; returns the row count. */
 async function checkStructure(connection: DuckDBConnection, file: string, spec: IngestSpec): Promise<number> {
   const present = new Set((await rows(connection, 'DESCRIBE raw')).map((r) => String(r.column_name)));
@@ -158,7 +175,7 @@ async function checkRows(connection: DuckDBConnection, file: string, spec: Inges
     const bad = await rows(
       connection,
       `SELECT ${column} AS value, ${DUCKDB.sourceLine()}::INTEGER AS line, count(*) OVER ()::INTEGER AS total FROM raw
-       WHERE ${DUCKDB.tryCast(`trim(${column})`, DUCKDB.numericType(feature.dtype))} IS NULL ORDER BY ${DUCKDB.sourceLine()} LIMIT ${EXAMPLES}`,
+       WHERE ${DUCKDB.numericValue(`trim(${column})`, feature.dtype)} IS NULL ORDER BY ${DUCKDB.sourceLine()} LIMIT ${EXAMPLES}`,
     );
     if (bad.length > 0) {
       const examples = bad.map((b) => `line ${b.line}: ${JSON.stringify(b.value)}`).join('; ');
@@ -191,15 +208,18 @@ async function checkRows(connection: DuckDBConnection, file: string, spec: Inges
   }
 }
 
-async function readRaw(connection: DuckDBConnection, file: string): Promise<void> {
-  let header;
+/** Reads the header row; a file without one is not a CSV file. */
+function readHeader(file: string): CsvHeader {
   try {
-    header = readCsvHeader(file);
+    return readCsvHeader(file);
   } catch (error) {
     throw invalidInput(
       `Data file ${file} is not a CSV file: ${(error as Error).message}. Pass a delimited text file with a header row.`,
     );
   }
+}
+
+async function readRaw(connection: DuckDBConnection, file: string, header: CsvHeader): Promise<void> {
   try {
     await connection.run(readRawSql(file, header.columns, header.delimiter));
   } catch (error) {
@@ -218,17 +238,139 @@ async function readRaw(connection: DuckDBConnection, file: string): Promise<void
   }
 }
 
+/** Cleaned rows of one file, ready to be merged into the tables, with the figures of the quality report. */
+interface PreparedBatches {
+  batches: Record<SplitTable, Batch>;
+  /** Query of every booking id in the file, whichever table it went to. */
+  allKeys: string;
+  report: Omit<QualityReport, 'sourceFile' | 'sourceSha256'>;
+}
+
+/**
+ * The careful path: loads the file as text, checks every rule (failing with the column, the values
+ * and their lines, or quarantining the rows), and builds the cleaned rows in the temp table `clean`.
+ */
+async function prepareCarefully(
+  connection: DuckDBConnection,
+  file: string,
+  header: CsvHeader,
+  spec: IngestSpec,
+  ingestedAt: string,
+): Promise<PreparedBatches> {
+  await readRaw(connection, file, header);
+  const rowsIn = await checkStructure(connection, file, spec);
+  let rowsQuarantined = 0;
+  if (spec.onInvalidRows === 'quarantine') {
+    rowsQuarantined = await quarantineInvalidRows(connection, spec);
+    if (rowsQuarantined === rowsIn) {
+      const [first] = await rows(connection, 'SELECT _line, _reasons FROM quarantined LIMIT 1');
+      throw invalidInput(
+        `Data file ${file}: all ${rowsIn} rows are invalid (line ${first._line}: ${first._reasons}); nothing was ingested. ` +
+          'Fix the file or check the column layout.',
+      );
+    }
+  }
+  await checkRows(connection, file, spec);
+  await connection.run(
+    `CREATE TEMP TABLE clean AS SELECT *, ${splitTableSql(spec)} AS _table FROM (${cleanSelectSql(spec, ingestedAt, DUCKDB)})`,
+  );
+  const target = quoteIdent(renamed(spec, spec.target.name));
+  const [stats] = await rows(
+    connection,
+    `SELECT ${SPLIT_TABLES.map((t) => `count(*) FILTER (WHERE _table = '${t}')::INTEGER AS ${t}`).join(', ')},
+            count(*) FILTER (WHERE _date_normalised)::INTEGER AS normalised,
+            avg(${target}) FILTER (WHERE _table = 'train') AS canceled_share,
+            (${duplicateRowsSql(spec, 'clean')}) AS duplicates
+     FROM clean`,
+  );
+  const textColumns = [spec.idColumn, ...spec.categoricalFeatures, spec.target.name].map(quoteIdent);
+  const [{ trimmed }] = await rows(
+    connection,
+    `SELECT (${textColumns.map((c) => `count(*) FILTER (WHERE ${c} <> trim(${c}))`).join(' + ')})::INTEGER AS trimmed FROM raw`,
+  );
+  // Every later step reads `clean`; freeing the text copy of the file lowers the memory peak.
+  await connection.run('DROP TABLE raw');
+  const batch = (table: SplitTable): Batch => ({
+    sql: `SELECT * EXCLUDE (_date_normalised, _is_test, _table) FROM clean WHERE _table = '${table}'`,
+  });
+  return {
+    batches: { train: batch('train'), test: batch('test'), extra: batch('extra') },
+    allKeys: `SELECT ${quoteIdent(renamed(spec, spec.idColumn))} FROM clean`,
+    report: {
+      rowsIn,
+      rowsTrain: Number(stats.train),
+      rowsTest: Number(stats.test),
+      rowsExtra: Number(stats.extra),
+      arrivalDatesNormalised: Number(stats.normalised),
+      canceledShareTrain: Number(Number(stats.canceled_share).toFixed(4)),
+      valuesTrimmed: Number(trimmed),
+      duplicateRowsIgnoringId: Number(stats.duplicates),
+      rowsQuarantined,
+      checks: 'careful',
+    },
+  };
+}
+
+/** Runs the one-pass path and returns its batches, or undefined when the file needs the careful path. */
+async function prepareInOnePass(
+  connection: DuckDBConnection,
+  file: string,
+  header: CsvHeader,
+  spec: IngestSpec,
+  ingestedAt: string,
+  stagingDir: string,
+): Promise<PreparedBatches | undefined> {
+  let result;
+  try {
+    result = await ingestInOnePass(connection, file, header, spec, ingestedAt, stagingDir);
+  } catch (error) {
+    // The careful path reads the same file again and reports what is wrong with it.
+    result = { accepted: false as const, reason: (error as Error).message.split('\n')[0] };
+  }
+  if (!result.accepted) {
+    log.info('File needs the careful checks', { file, reason: result.reason });
+    return undefined;
+  }
+  const { batches } = result;
+  const id = quoteIdent(renamed(spec, spec.idColumn));
+  const batch = (table: SplitTable): Batch => ({ sql: `SELECT * FROM read_parquet(${quoteLiteral(batches.files[table])}, hive_partitioning = false)`, file: batches.files[table] });
+  return {
+    batches: { train: batch('train'), test: batch('test'), extra: batch('extra') },
+    allKeys: `SELECT ${id} FROM read_parquet([${SPLIT_TABLES.map((t) => quoteLiteral(batches.files[t])).join(', ')}], hive_partitioning = false)`,
+    report: {
+      rowsIn: batches.rowsIn,
+      rowsTrain: batches.rows.train,
+      rowsTest: batches.rows.test,
+      rowsExtra: batches.rows.extra,
+      arrivalDatesNormalised: batches.arrivalDatesNormalised,
+      canceledShareTrain: Number(batches.canceledShareTrain.toFixed(4)),
+      valuesTrimmed: 0,
+      duplicateRowsIgnoringId: batches.duplicateRowsIgnoringId,
+      rowsQuarantined: 0,
+      checks: 'one-pass',
+    },
+  };
+}
+
 /**
  * Reads a bookings CSV, validates and cleans it, splits it by booking id, and writes new versions of
  * the train, test and extra tables. Idempotent: when every table's newest version came from the same
  * file content and settings, it returns those versions and writes nothing.
  */
-export async function ingestBookings(catalogRoot: string, input: IngestInput): Promise<IngestResult> {
+export async function ingestBookings(
+  catalogRoot: string,
+  input: IngestInput,
+  options: IngestOptions = {},
+): Promise<IngestResult> {
   const { sourcePath: file, spec } = input;
   checkReadable(file);
   const catalog = new LocalCatalog(catalogRoot);
   const table = (name: string): TableName => ({ catalog: input.catalog, schema: input.schema, name });
-  const names = { train: table(spec.tables.train), test: table(spec.tables.test), extra: table(spec.tables.extra) };
+  const names: Record<SplitTable, TableName> = {
+    train: table(spec.tables.train),
+    test: table(spec.tables.test),
+    extra: table(spec.tables.extra),
+  };
 
   const fileSha = await sha256File(file);
   const sourceHash = crypto.createHash('sha256').update(fileSha).update(JSON.stringify(spec)).digest('hex');
@@ -253,95 +395,43 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
     };
   }
 
+  const header = readHeader(file);
+  const ingestedAt = new Date().toISOString();
+  const stagingDir = path.join(catalogRoot, '_staging', `one-pass-${process.pid}-${Date.now()}`);
   const { instance, connection } = await openDuckDB();
   try {
-    await readRaw(connection, file);
-    const rowsIn = await checkStructure(connection, file, spec);
-    let rowsQuarantined = 0;
-    if (spec.onInvalidRows === 'quarantine') {
-      rowsQuarantined = await quarantineInvalidRows(connection, spec);
-      if (rowsQuarantined === rowsIn) {
-        const [first] = await rows(connection, 'SELECT _line, _reasons FROM quarantined LIMIT 1');
-        throw invalidInput(
-          `Data file ${file}: all ${rowsIn} rows are invalid (line ${first._line}: ${first._reasons}); nothing was ingested. ` +
-            'Fix the file or check the column layout.',
-        );
-      }
-    }
-    await checkRows(connection, file, spec);
-    await connection.run(`CREATE TEMP TABLE clean AS ${cleanSelectSql(spec, new Date().toISOString(), DUCKDB)}`);
-
-    const segment = quoteIdent(renamed(spec, spec.trainingSegment.column));
-    const inSegment = `${segment} = ${quoteLiteral(spec.trainingSegment.value)}`;
-    const id = quoteIdent(renamed(spec, spec.idColumn));
-    const selections = {
-      train: `${inSegment} AND NOT _is_test`,
-      test: `${inSegment} AND _is_test`,
-      extra: `NOT (${inSegment})`,
-    };
-
-    const [stats] = await rows(
-      connection,
-      `SELECT count(*) FILTER (WHERE ${selections.train})::INTEGER AS train,
-              count(*) FILTER (WHERE ${selections.test})::INTEGER AS test,
-              count(*) FILTER (WHERE ${selections.extra})::INTEGER AS extra,
-              count(*) FILTER (WHERE _date_normalised)::INTEGER AS normalised,
-              avg(${quoteIdent(renamed(spec, spec.target.name))}) FILTER (WHERE ${selections.train}) AS canceled_share
-       FROM clean`,
-    );
-    if (Number(stats.train) === 0 || Number(stats.test) === 0) {
+    const prepared =
+      (options.onePass === false ? undefined : await prepareInOnePass(connection, file, header, spec, ingestedAt, stagingDir)) ??
+      (await prepareCarefully(connection, file, header, spec, ingestedAt));
+    const report: QualityReport = { sourceFile: file, sourceSha256: fileSha, ...prepared.report };
+    if (report.rowsTrain === 0 || report.rowsTest === 0) {
       throw invalidInput(
-        `Data file ${file} gives ${stats.train} training and ${stats.test} test rows in segment ` +
+        `Data file ${file} gives ${report.rowsTrain} training and ${report.rowsTest} test rows in segment ` +
           `${spec.trainingSegment.column} = ${spec.trainingSegment.value}; both must be non-empty. ` +
           'Pass a larger file or change training_segment in config/project.yml.',
       );
     }
-    const textColumns = [spec.idColumn, ...spec.categoricalFeatures, spec.target.name].map(quoteIdent);
-    const otherColumns = requiredColumns(spec)
-      .filter((c) => c !== spec.idColumn)
-      .map(quoteIdent)
-      .join(', ');
-    const [quality] = await rows(
-      connection,
-      `SELECT (${textColumns.map((c) => `count(*) FILTER (WHERE ${c} <> trim(${c}))`).join(' + ')})::INTEGER AS trimmed,
-              (count(*) - (SELECT count(*) FROM (SELECT DISTINCT ${otherColumns} FROM raw)))::INTEGER AS duplicates
-       FROM raw`,
-    );
-    // Every later step reads `clean`; freeing the text copy of the file lowers the memory peak.
-    await connection.run('DROP TABLE raw');
-    const report: QualityReport = {
-      sourceFile: file,
-      sourceSha256: fileSha,
-      rowsIn,
-      rowsTrain: Number(stats.train),
-      rowsTest: Number(stats.test),
-      rowsExtra: Number(stats.extra),
-      arrivalDatesNormalised: Number(stats.normalised),
-      canceledShareTrain: Number(Number(stats.canceled_share).toFixed(4)),
-      valuesTrimmed: Number(quality.trimmed),
-      duplicateRowsIgnoringId: Number(quality.duplicates),
-      rowsQuarantined,
-    };
 
     // Stage all three merges before committing any, so a failure leaves every table as it was.
-    const keys = Object.keys(names) as (keyof typeof names)[];
-    const allKeys = `SELECT ${id} FROM clean`;
-    const staged = {} as Record<keyof typeof names, { merge: StagedMerge; previous?: TableVersionInfo }>;
-    for (const key of keys) {
+    const id = renamed(spec, spec.idColumn);
+    const staged = {} as Record<SplitTable, { merge: StagedMerge; previous?: TableVersionInfo }>;
+    for (const key of SPLIT_TABLES) {
       if (existing[key]) continue;
       const previous = catalog.latest(names[key]);
-      const batch = `SELECT * EXCLUDE (_date_normalised, _is_test) FROM clean WHERE ${selections[key]}`;
-      staged[key] = { merge: await stageMerge(connection, catalog, names[key], previous, batch, renamed(spec, spec.idColumn), allKeys), previous };
+      staged[key] = {
+        merge: await stageMerge(connection, catalog, names[key], previous, prepared.batches[key], id, prepared.allKeys),
+        previous,
+      };
     }
 
-    const refs = {} as Record<keyof typeof names, TableRef>;
-    const changes = {} as Record<keyof typeof names, ChangeCounts>;
-    for (const key of keys) {
+    const refs = {} as Record<SplitTable, TableRef>;
+    const changes = {} as Record<SplitTable, ChangeCounts>;
+    for (const key of SPLIT_TABLES) {
       const reuse = existing[key];
       if (reuse) {
         // An earlier attempt committed this table before failing; keep its version.
         refs[key] = { ...names[key], version: reuse.version };
-        changes[key] = reuse.changes ?? { inserted: 0, updated: 0, deleted: 0 };
+        changes[key] = reuse.changes ?? NO_CHANGES;
         continue;
       }
       const { merge, previous } = staged[key];
@@ -349,7 +439,7 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
       if (previous && merge.counts.inserted + merge.counts.updated + merge.counts.deleted === 0) {
         // Nothing changed: a new version would only repeat the stored one.
         fs.rmSync(merge.snapshot, { force: true });
-        fs.rmSync(merge.changes, { force: true });
+        if (merge.changes) fs.rmSync(merge.changes, { force: true });
         refs[key] = { ...names[key], version: previous.version };
         continue;
       }
@@ -361,13 +451,18 @@ export async function ingestBookings(catalogRoot: string, input: IngestInput): P
       );
     }
     const quarantine =
-      rowsQuarantined > 0
-        ? await writeQuarantine(connection, catalog, table(spec.tables.quarantine), { file, sourceHash, rowCount: rowsQuarantined })
+      report.rowsQuarantined > 0
+        ? await writeQuarantine(connection, catalog, table(spec.tables.quarantine), {
+            file,
+            sourceHash,
+            rowCount: report.rowsQuarantined,
+          })
         : undefined;
     log.info('Ingested bookings', { file, ...report, versions: refs, changes, quarantine });
     return { ...refs, reused: false, report, changes, ...(quarantine ? { quarantine } : {}) };
   } finally {
     connection.closeSync();
     instance.closeSync();
+    fs.rmSync(stagingDir, { recursive: true, force: true });
   }
 }

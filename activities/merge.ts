@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { LocalCatalog } from '../platform/catalog/local';
 import type { TableName, TableVersionInfo } from '../platform/catalog/port';
@@ -11,9 +12,16 @@ export interface ChangeCounts {
 
 export interface StagedMerge {
   snapshot: string;
-  changes: string;
+  /** Staged change feed; absent for a first version, whose feed is every row of its snapshot. */
+  changes?: string;
   counts: ChangeCounts;
   rowCount: number;
+}
+
+/** The rows of one table in one ingested file: a query, and the Parquet file holding them if there is one. */
+export interface Batch {
+  sql: string;
+  file?: string;
 }
 
 /** Columns that do not make a row different: its key and the time it was last written. */
@@ -25,38 +33,35 @@ async function count(connection: DuckDBConnection, sql: string): Promise<number>
 }
 
 /**
- * Stages the next version of `table` as a merge (upsert by `key`) of the batch `batchSql` into the
+ * Stages the next version of `table` as a merge (upsert by `key`) of `batch` into the
  * newest version, plus its change feed. Rows of the batch that equal their stored row keep the stored
  * row, so they are not reported as changed. A stored row whose key appears in `allBatchKeys` but not in
  * this table's batch moved to another table (its segment changed) and is deleted here.
  *
- * Reads and writes only Parquet files; the caller commits both staged files.
+ * Reads and writes only Parquet files; the caller commits the staged files.
  */
 export async function stageMerge(
   connection: DuckDBConnection,
   catalog: LocalCatalog,
   table: TableName,
   previous: TableVersionInfo | undefined,
-  batchSql: string,
+  batch: Batch,
   key: string,
   allBatchKeys: string,
 ): Promise<StagedMerge> {
   const k = quoteIdent(key);
   const snapshot = catalog.stagingPath(table, 'snapshot');
-  const changes = catalog.stagingPath(table, 'changes');
   if (!previous) {
-    // A first version is the batch itself: write it straight from the query, and read the sorted file
-    // back for the change feed instead of sorting the batch twice.
-    await connection.run(`COPY (${batchSql} ORDER BY ${k}) TO ${quoteLiteral(snapshot)} (FORMAT parquet)`);
-    await connection.run(
-      `COPY (SELECT 'insert' AS _change_type, * FROM read_parquet(${quoteLiteral(snapshot)}))
-       TO ${quoteLiteral(changes)} (FORMAT parquet)`,
-    );
+    // A first version is the batch itself. Like Delta Lake, whose change feed reads inserts from the
+    // data files, it gets no separate change-feed file (see LocalCatalog.changeFeedSql).
+    if (batch.file) fs.renameSync(batch.file, snapshot);
+    else await connection.run(`COPY (${batch.sql} ORDER BY ${k}) TO ${quoteLiteral(snapshot)} (FORMAT parquet)`);
     const inserted = await count(connection, `SELECT 1 FROM read_parquet(${quoteLiteral(snapshot)})`);
-    return { snapshot, changes, counts: { inserted, updated: 0, deleted: 0 }, rowCount: inserted };
+    return { snapshot, counts: { inserted, updated: 0, deleted: 0 }, rowCount: inserted };
   }
 
-  await connection.run(`CREATE OR REPLACE TEMP TABLE batch AS ${batchSql}`);
+  const changes = catalog.stagingPath(table, 'changes');
+  await connection.run(`CREATE OR REPLACE TEMP TABLE batch AS ${batch.sql}`);
 
   const previousFile = catalog.snapshotPath({ ...table, version: previous.version });
   await connection.run(`CREATE OR REPLACE TEMP TABLE previous AS SELECT * FROM read_parquet(${quoteLiteral(previousFile)})`);

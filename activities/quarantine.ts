@@ -19,7 +19,7 @@ export function rowRules(spec: IngestSpec): RowRule[] {
   });
   for (const feature of spec.numericFeatures) {
     const column = quoteIdent(feature.name);
-    const value = DUCKDB.tryCast(`trim(${column})`, DUCKDB.numericType(feature.dtype));
+    const value = DUCKDB.numericValue(`trim(${column})`, feature.dtype);
     rules.push({
       condition: `${value} IS NULL`,
       reason: `${quoteLiteral(`${feature.name}: not ${feature.dtype}: `)} || coalesce(${column}, '<empty>')`,

@@ -13,6 +13,11 @@ export interface SqlDialect {
   integerType(): string;
   /** Cast that yields NULL instead of failing when the value does not convert. */
   tryCast(expression: string, type: string): string;
+  /**
+   * The value of a text or number as `dtype`, or NULL when it is not one. A fraction is not an integer
+   * (2.5 is not rounded to 3), and NaN or infinity is not a float.
+   */
+  numericValue(expression: string, dtype: NumericFeature['dtype']): string;
   makeDate(year: string, month: string, day: string): string;
   /** Number of days in the month of a (valid) year and month. */
   daysInMonth(year: string, month: string): string;
@@ -44,6 +49,11 @@ export const DUCKDB: SqlDialect = {
   numericType: (dtype) => DUCKDB_TYPES[dtype],
   integerType: () => 'INTEGER',
   tryCast: (expression, type) => `TRY_CAST(${expression} AS ${type})`,
+  numericValue: (expression, dtype) => {
+    const number = `TRY_CAST(${expression} AS DOUBLE)`;
+    const valid = dtype.startsWith('float') ? `isfinite(${number})` : `${number} = trunc(${number})`;
+    return `CASE WHEN ${valid} THEN TRY_CAST(${expression} AS ${DUCKDB_TYPES[dtype]}) END`;
+  },
   makeDate: (year, month, day) => `make_date(${year}, ${month}, ${day})`,
   daysInMonth: (year, month) => `day(last_day(make_date(${year}, ${month}, 1)))`,
   subtractDays: (date, days) => `CAST(${date} - ${days} AS DATE)`,

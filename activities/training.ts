@@ -10,6 +10,8 @@ export interface TrainInput {
   train: TableRef;
   test: TableRef;
   target: string;
+  /** Rows are sorted by this column before fitting, so the model does not depend on storage order. */
+  keyColumn: string;
   training: TrainingSpec;
 }
 
@@ -37,6 +39,7 @@ export async function trainModel(catalogRoot: string, jobsRoot: string, input: T
       test_path: catalog.snapshotPath(input.test),
       output_dir: path.join(workDir, 'output'),
       target: input.target,
+      key_column: input.keyColumn,
       numeric_inputs: input.training.numericInputs,
       categorical_inputs: input.training.categoricalInputs,
       parameters: input.training.parameters,

@@ -42,6 +42,7 @@ export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult
     train: tables.train,
     test: tables.test,
     target: spec.ingest.target.name,
+    keyColumn: spec.ingest.renames[spec.ingest.idColumn] ?? spec.ingest.idColumn,
     training: spec.training,
   });
 

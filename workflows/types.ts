@@ -90,6 +90,11 @@ export interface QualityReport {
   duplicateRowsIgnoringId: number;
   /** Invalid rows moved to the quarantine table (quarantine mode only). */
   rowsQuarantined: number;
+  /**
+   * How the file was checked: `one-pass` read it once, typed, and found nothing to report; `careful`
+   * loaded it as text and checked each rule, because the one-pass read found something to report.
+   */
+  checks: 'one-pass' | 'careful';
 }
 
 export interface IngestResult {

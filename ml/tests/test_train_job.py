@@ -5,6 +5,7 @@ import pyarrow as pa
 import pytest
 from conftest import (
     TABLE_SCHEMA,
+    TEST_PARAMETERS,
     Tables,
     make_bookings,
     run_job_in_process,
@@ -243,3 +244,29 @@ def test_unknown_job_exits_2(tmp_path, capsys):
     final = json.loads(capsys.readouterr().err.splitlines()[-1])
     assert final["error_type"] == "InvalidInput"
     assert "invalid choice: 'predict'" in final["msg"]
+
+
+@pytest.mark.parametrize("key_column", ["booking_id", None])
+def test_key_column_makes_metrics_independent_of_row_order(tables, tmp_path, key_column):
+    # Row subsampling draws rows by position, so without a sort the stored order changes the model.
+    parameters = {**TEST_PARAMETERS, "subsample": 0.7, "subsample_freq": 1}
+    shuffled = make_bookings(400, seed=1).sample(frac=1.0, random_state=3)
+    shuffled_tables = Tables(write_table(shuffled, tmp_path / "shuffled-train.parquet"), tables.test_path)
+
+    specs = [
+        train_spec(source, tmp_path / name, key_column=key_column, parameters=parameters)
+        for name, source in (("stored", tables), ("shuffled", shuffled_tables))
+    ]
+    results = [run_train(parse_train_spec(spec), JobLogger()) for spec in specs]
+
+    same = results[0]["metrics"] == results[1]["metrics"]
+    assert same is (key_column is not None)
+
+
+def test_missing_key_column_exits_2(tables, tmp_path):
+    spec = train_spec(tables, tmp_path / "output", key_column="reservation_id")
+
+    run = run_job_subprocess("train", spec, tmp_path)
+
+    assert run.exit_code == 2
+    assert "missing the key column reservation_id" in run.log_lines[-1]["msg"]

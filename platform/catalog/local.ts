@@ -44,6 +44,17 @@ export class LocalCatalog {
     return path.join(this.tableDir(ref), '_changes', `v${ref.version}.parquet`);
   }
 
+  /**
+   * DuckDB relation of one version's change feed. A version without a change-feed file (a first
+   * write) inserted every row of its snapshot, so its feed is read from the snapshot, as Delta Lake
+   * reads inserts from the data files.
+   */
+  changeFeedSql(ref: TableRef): string {
+    const file = this.changesPath(ref);
+    if (fs.existsSync(file)) return `read_parquet('${file.replace(/'/g, "''")}')`;
+    return `(SELECT 'insert' AS _change_type, * FROM read_parquet('${this.snapshotPath(ref).replace(/'/g, "''")}'))`;
+  }
+
   /** Returns a fresh path where a writer stages a Parquet file before `commit`. */
   stagingPath(table: TableName, tag: string): string {
     const dir = path.join(this.tableDir(table), '_staging');

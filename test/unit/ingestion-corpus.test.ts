@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ApplicationFailure } from '@temporalio/common';
-import { ingestBookings, openDuckDB } from '../../activities/ingestion';
+import { ingestBookings, openDuckDB, type IngestOptions } from '../../activities/ingestion';
 import { BOOKING_COLUMNS, generateBookings } from '../../activities/synthetic';
 import { LocalCatalog } from '../../platform/catalog/local';
 import type { IngestResult } from '../../workflows/types';
@@ -19,6 +19,8 @@ interface Case {
   /** Expected error text; the case must succeed when absent. */
   error?: RegExp;
   check?: (result: IngestResult, catalog: LocalCatalog) => Promise<void>;
+  /** How an accepted file is expected to be checked; one-pass unless given. */
+  checks?: IngestResult['report']['checks'];
 }
 
 const HEADER = BOOKING_COLUMNS.join(',');
@@ -55,6 +57,13 @@ async function tableRows(catalog: LocalCatalog, result: IngestResult): Promise<R
     connection.closeSync();
     instance.closeSync();
   }
+}
+
+/** Rows sorted by id without their write time, so two ingestions of one file compare equal. */
+function comparable(rows: Record<string, unknown>[]): Record<string, unknown>[] {
+  return rows
+    .map(({ update_timestamp_utc: _written, ...row }) => row)
+    .sort((a, b) => String(a.booking_id).localeCompare(String(b.booking_id)));
 }
 
 const byId = (rows: Record<string, unknown>[], id: string) => rows.find((r) => r.booking_id === id)!;
@@ -168,6 +177,7 @@ const cases: Case[] = [
       write(dir, 'spaces.csv', csv(withRow((rows) => {
         for (const row of rows) row[column('market_segment_type')] = `${row[column('market_segment_type')]}  `;
       }))),
+    checks: 'careful',
     check: async (result) => {
       expect(result.report.valuesTrimmed).toBe(120);
       expect(result.report.rowsTrain + result.report.rowsTest).toBeGreaterThan(0);
@@ -206,6 +216,23 @@ const cases: Case[] = [
     error: /header row names column lead_time twice/,
   },
   {
+    name: 'fraction in an integer column',
+    make: (dir) => write(dir, 'fraction.csv', csv(withRow((rows) => (rows[7][column('no_of_children')] = '1.5')))),
+    error: /column no_of_children: 1 values are not int16 \(line 9: "1\.5"\)/,
+  },
+  {
+    name: 'NaN price',
+    make: (dir) => write(dir, 'nan.csv', csv(withRow((rows) => (rows[1][column('avg_price_per_room')] = 'NaN')))),
+    error: /column avg_price_per_room: 1 values are not float64 \(line 3: "NaN"\)/,
+  },
+  {
+    name: 'integer written with a decimal point',
+    make: (dir) => write(dir, 'point-zero.csv', csv(withRow((rows) => (rows[0][column('lead_time')] = '12.0')))),
+    check: async (result, catalog) => {
+      expect(byId(await tableRows(catalog, result), baseRows()[0][0]).lead_time).toBe(12);
+    },
+  },
+  {
     name: 'empty category value',
     make: (dir) => write(dir, 'blank.csv', csv(withRow((rows) => (rows[3][column('room_type_reserved')] = '')))),
     error: /column room_type_reserved: 1 rows are empty/,
@@ -222,10 +249,10 @@ describe('ingestion bad-input corpus', () => {
     const dir = tempDir('corpus-data');
     const good = path.join(dir, 'good.csv');
     fs.writeFileSync(good, csv(generateBookings(150, 99).map((r) => [`GOOD${r[0]}`, ...r.slice(1)])));
-    const run = (file: string) => {
+    const run = (file: string, catalogRoot = root, options: IngestOptions = {}) => {
       const spec = testSpec(file);
       const input = { sourcePath: file, catalog: spec.catalog, schema: spec.schema, spec: spec.ingest };
-      return quietActivityEnvironment().run(ingestBookings, root, input) as Promise<IngestResult>;
+      return quietActivityEnvironment().run(ingestBookings, catalogRoot, input, options) as Promise<IngestResult>;
     };
     await run(good);
 
@@ -249,6 +276,18 @@ describe('ingestion bad-input corpus', () => {
       const result = await run(file);
       expect(versions()).toEqual([2, 2, 2]);
       await testCase.check?.(result, catalog);
+      expect(result.report.checks).toBe(testCase.checks ?? 'one-pass');
+
+      // The careful path, forced on the same two files, must write the same rows and report.
+      const carefulRoot = tempDir('corpus-careful');
+      await run(good, carefulRoot, { onePass: false });
+      const careful = await run(file, carefulRoot, { onePass: false });
+      expect(careful.report.checks).toBe('careful');
+      expect(comparable(await tableRows(new LocalCatalog(carefulRoot), careful))).toEqual(
+        comparable(await tableRows(catalog, result)),
+      );
+      expect({ ...careful.report, checks: undefined }).toEqual({ ...result.report, checks: undefined });
+      expect(careful.changes).toEqual(result.changes);
     }
   });
 });

@@ -21,18 +21,17 @@ async function ingest(root: string, file: string): Promise<IngestResult> {
   return quietActivityEnvironment().run(ingestBookings, root, input) as Promise<IngestResult>;
 }
 
-async function read(file: string): Promise<Record<string, unknown>[]> {
+async function query(sql: string): Promise<Record<string, unknown>[]> {
   const { instance, connection } = await openDuckDB();
   try {
-    return (await connection.runAndReadAll(`SELECT * FROM read_parquet('${file}')`)).getRowObjectsJson() as Record<
-      string,
-      unknown
-    >[];
+    return (await connection.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
   } finally {
     connection.closeSync();
     instance.closeSync();
   }
 }
+
+const read = (file: string) => query(`SELECT * FROM read_parquet('${file}')`);
 
 describe('ingestion merge by booking id', () => {
   const original = generateBookings(300, 11);
@@ -113,6 +112,15 @@ describe('ingestion merge by booking id', () => {
     expect(history[history.length - 1].operation).toBe('MERGE');
     expect(history[history.length - 1].changes).toEqual(second.changes.train);
     expect(feed).toHaveLength(second.changes.train.inserted + second.changes.train.updated + second.changes.train.deleted);
+  });
+
+  it('reads the change feed of a first version from its snapshot', async () => {
+    expect(fs.existsSync(catalog.changesPath(first.train))).toBe(false);
+    const feed = await query(`SELECT _change_type, count(*)::INTEGER AS n FROM ${catalog.changeFeedSql(first.train)} GROUP BY 1`);
+    expect(feed).toEqual([{ _change_type: 'insert', n: first.report.rowsTrain }]);
+    const merged = await query(`SELECT count(*)::INTEGER AS n FROM ${catalog.changeFeedSql(second.train)}`);
+    const { inserted, updated, deleted } = second.changes.train;
+    expect(merged).toEqual([{ n: inserted + updated + deleted }]);
   });
 
   it('writes no version for a file without changes', async () => {

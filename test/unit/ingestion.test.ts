@@ -237,12 +237,31 @@ describe('ingestBookings', () => {
 
   const real = realDataPath();
   (real ? it : it.skip)('splits the real dataset like the reference figures', async () => {
-    const result = await ingest(tempDir('catalog'), real!);
+    const root = tempDir('catalog');
+    const result = await ingest(root, real!);
     expect(result.report.rowsIn).toBe(36275);
     expect(result.report.rowsExtra).toBe(13061);
     expect(result.report.rowsTrain + result.report.rowsTest).toBe(23214);
     expect(result.report.rowsTest / 23214).toBeGreaterThan(0.18);
     expect(result.report.rowsTest / 23214).toBeLessThan(0.22);
     expect(result.report.arrivalDatesNormalised).toBe(37);
+    expect(result.report.duplicateRowsIgnoringId).toBe(10275);
+    expect(result.report.checks).toBe('one-pass');
+
+    // The careful path must write the same rows: no row of either side is missing from the other.
+    const carefulRoot = tempDir('catalog');
+    const careful = (await quietActivityEnvironment().run(ingestBookings, carefulRoot, ingestInput(real!), {
+      onePass: false,
+    })) as IngestResult;
+    expect({ ...careful.report, checks: 'one-pass' }).toEqual(result.report);
+    for (const table of ['train', 'test', 'extra'] as const) {
+      const side = (catalogRoot: string, ref: IngestResult['train']) =>
+        `SELECT * EXCLUDE (update_timestamp_utc) FROM read_parquet('${new LocalCatalog(catalogRoot).snapshotPath(ref)}')`;
+      const [a, b] = [side(root, result[table]), side(carefulRoot, careful[table])];
+      const [{ differing }] = await query(
+        `SELECT (SELECT count(*) FROM (${a} EXCEPT ALL ${b})) + (SELECT count(*) FROM (${b} EXCEPT ALL ${a})) AS differing`,
+      );
+      expect(Number(differing)).toBe(0);
+    }
   });
 });

@@ -8,6 +8,7 @@ const TAGGED: SqlDialect = {
   ...DUCKDB,
   name: 'tagged',
   numericType: (dtype) => `T_${dtype}`,
+  numericValue: (expression, dtype) => `NUM_T(${expression}, ${dtype})`,
   integerType: () => 'T_INT',
   makeDate: (y, m, d) => `MAKE_DATE_T(${y}, ${m}, ${d})`,
   daysInMonth: (y, m) => `DAYS_T(${y}, ${m})`,
@@ -27,8 +28,8 @@ describe('SQL dialect', () => {
   });
 
   it('builds types, split and timestamp through the dialect', () => {
-    expect(sql).toContain('AS T_int16)');
-    expect(sql).toContain('AS T_float64)');
+    expect(sql).toContain('NUM_T(trim("lead_time"), int16)');
+    expect(sql).toContain('NUM_T(trim("avg_price_per_room"), float64)');
     expect(sql).toContain('MD5_T("booking_id")');
     expect(sql).toContain("TS_T('2026-01-01T00:00:00Z')");
     expect(sql).not.toMatch(/SMALLINT|DOUBLE|UBIGINT|TIMESTAMP '/);

@@ -93,7 +93,14 @@ def _read_table(role: str, path: Path, spec: TrainSpec) -> tuple[pa.Table | None
     if problems:
         return None, problems
 
-    return pq.read_table(path, columns=expected), []
+    if spec.key_column is None:
+        return pq.read_table(path, columns=expected), []
+    if spec.key_column not in schema.names:
+        return None, [f"{label} is missing the key column {spec.key_column}"]
+    if spec.key_column in expected:
+        return pq.read_table(path, columns=expected).sort_by(spec.key_column), []
+    table = pq.read_table(path, columns=[*expected, spec.key_column]).sort_by(spec.key_column)
+    return table.drop_columns([spec.key_column]), []
 
 
 def _to_split(role: str, path: Path, table: pa.Table, spec: TrainSpec) -> tuple[Split | None, list[str]]:

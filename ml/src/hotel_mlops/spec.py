@@ -35,6 +35,9 @@ class TrainSpec:
     categorical_inputs: tuple[str, ...]
     parameters: dict[str, Any]
     seed: int
+    # Rows are sorted by this column before fitting, so the model depends only on the set of rows and
+    # not on the order in which a table version stores them.
+    key_column: str | None = None
 
     @property
     def input_columns(self) -> list[str]:
@@ -51,6 +54,7 @@ class TrainSpec:
             "categorical_inputs": list(self.categorical_inputs),
             "parameters": self.parameters,
             "seed": self.seed,
+            "key_column": self.key_column,
         }
 
 
@@ -126,6 +130,7 @@ def parse_train_spec(raw: Any) -> TrainSpec:
         categorical_inputs=categorical_inputs,
         parameters=parameters,
         seed=_require_int(spec, "seed"),
+        key_column=_optional_str(spec, "key_column"),
     )
 
 
@@ -215,6 +220,12 @@ def _require_object(value: Any, name: str) -> dict[str, Any]:
             "Check the spec that the activity wrote."
         )
     return value
+
+
+def _optional_str(spec: dict[str, Any], key: str) -> str | None:
+    if spec.get(key) is None:
+        return None
+    return _require_str(spec, key)
 
 
 def _require_str(spec: dict[str, Any], key: str, prefix: str = "") -> str:
