@@ -18,7 +18,7 @@ import {
 } from './ingestion-sql';
 import { DUCKDB } from './sql-dialect';
 
-/** What the one-pass read wrote and measured; every check passed. */
+/** Files and figures of a one-pass read whose checks all passed. */
 export interface OnePassBatches {
   /** One Parquet file of cleaned rows per target table. */
   files: Record<SplitTable, string>;
@@ -76,7 +76,6 @@ export async function ingestInOnePass(
 
   const source = readTypedCsvSql(file, header.columns, header.delimiter, spec);
   const cleaned = cleanSelectSql(spec, ingestedAt, DUCKDB, { from: source, trim: false });
-  fs.mkdirSync(path.dirname(stagingDir), { recursive: true });
   await connection.run(
     `COPY (SELECT * EXCLUDE (_date_normalised, _is_test), ${splitTableSql(spec)} AS _table FROM (${cleaned}))
      TO ${quoteLiteral(stagingDir)} (FORMAT parquet, PARTITION_BY (_table))`,

@@ -33,11 +33,11 @@ export function readRawSql(file: string, columns: string[], delimiter: string): 
 }
 
 /**
- * A read of the file with the configured numeric columns as numbers and every other column as text. Lines
- * that do not parse or convert are skipped and listed in DuckDB's `reject_errors` table.
+ * Returns a `read_csv` call that reads the configured numeric columns as numbers and every other column
+ * as text. Lines that do not parse or convert are skipped and listed in DuckDB's `reject_errors` table.
  */
 export function readTypedCsvSql(file: string, columns: string[], delimiter: string, spec: IngestSpec): string {
-  // DOUBLE keeps fractions visible, so cleanSelectSql can refuse 2.5 for an integer column.
+  // DOUBLE keeps fractions visible, so cleanSelectSql can reject 2.5 for an integer column.
   const types = new Map(spec.numericFeatures.map((f) => [f.name, 'DOUBLE']));
   return readCsvSql(file, columns, delimiter, types, 'store_rejects = true');
 }

@@ -42,12 +42,28 @@ const NO_CHANGES: ChangeCounts = { inserted: 0, updated: 0, deleted: 0 };
 /** How many bad values an error message lists. */
 const EXAMPLES = 5;
 
-/** Opens an in-memory DuckDB with extension downloads off: this machine may have no internet. */
-export async function openDuckDB(): Promise<{ instance: DuckDBInstance; connection: DuckDBConnection }> {
-  const instance = await DuckDBInstance.create(':memory:', {
+/**
+ * Memory DuckDB may use for one ingestion before it spills to disk. DuckDB's own default, 80 % of RAM,
+ * would let one large file starve the worker's other activities. MLOPS_DUCKDB_MEMORY_LIMIT overrides it.
+ */
+const DEFAULT_MEMORY_LIMIT = '1GB';
+
+/**
+ * Opens an in-memory DuckDB with extension downloads off (this machine may have no internet). With a
+ * `spillDirectory`, DuckDB keeps to the memory limit and spills what does not fit there.
+ */
+export async function openDuckDB(
+  spillDirectory?: string,
+): Promise<{ instance: DuckDBInstance; connection: DuckDBConnection }> {
+  const options: Record<string, string> = {
     autoinstall_known_extensions: 'false',
     autoload_known_extensions: 'false',
-  });
+  };
+  if (spillDirectory) {
+    options.memory_limit = process.env.MLOPS_DUCKDB_MEMORY_LIMIT ?? DEFAULT_MEMORY_LIMIT;
+    options.temp_directory = spillDirectory;
+  }
+  const instance = await DuckDBInstance.create(':memory:', options);
   return { instance, connection: await instance.connect() };
 }
 
@@ -398,10 +414,11 @@ export async function ingestBookings(
   const header = readHeader(file);
   const ingestedAt = new Date().toISOString();
   const stagingDir = path.join(catalogRoot, '_staging', `one-pass-${process.pid}-${Date.now()}`);
-  const { instance, connection } = await openDuckDB();
+  fs.mkdirSync(stagingDir, { recursive: true });
+  const { instance, connection } = await openDuckDB(path.join(stagingDir, 'spill'));
   try {
     const prepared =
-      (options.onePass === false ? undefined : await prepareInOnePass(connection, file, header, spec, ingestedAt, stagingDir)) ??
+      (options.onePass === false ? undefined : await prepareInOnePass(connection, file, header, spec, ingestedAt, path.join(stagingDir, 'batches'))) ??
       (await prepareCarefully(connection, file, header, spec, ingestedAt));
     const report: QualityReport = { sourceFile: file, sourceSha256: fileSha, ...prepared.report };
     if (report.rowsTrain === 0 || report.rowsTest === 0) {

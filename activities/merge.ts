@@ -12,13 +12,13 @@ export interface ChangeCounts {
 
 export interface StagedMerge {
   snapshot: string;
-  /** Staged change feed; absent for a first version, whose feed is every row of its snapshot. */
+  /** Staged change feed, absent for a first version because its feed is every row of its snapshot. */
   changes?: string;
   counts: ChangeCounts;
   rowCount: number;
 }
 
-/** The rows of one table in one ingested file: a query, and the Parquet file holding them if there is one. */
+/** The rows of one table in one ingested file: a query, and the Parquet file containing them if there is one. */
 export interface Batch {
   sql: string;
   file?: string;
