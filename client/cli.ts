@@ -6,6 +6,8 @@ import { catalogDir, stackSettings } from '../config/stack';
 import { LocalCatalog } from '../platform/catalog/local';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
 import { connectClient, pipelineSpec, startPipeline, workflowPollerCount, workflowUiUrl } from './pipeline';
+import { formatQualityReport } from './quality-report';
+import type { QualityReport } from '../workflows/types';
 
 interface RunOptions {
   data?: string;
@@ -43,7 +45,11 @@ program
           'Start one with npm run worker.',
       );
     }
-    if (options.wait) console.log(JSON.stringify(await handle.result(), null, 2));
+    if (options.wait) {
+      const result = await handle.result();
+      console.log(JSON.stringify(result, null, 2));
+      console.log(`Data quality of the ingested file:\n${formatQualityReport(result.tables.report)}`);
+    }
   });
 
 program
@@ -88,6 +94,9 @@ program
           : '';
         console.log(`  v${entry.version} ${entry.timestamp} ${entry.operation.padEnd(6)} ${entry.rowCount} rows${changes}`);
       }
+      const report = history[history.length - 1]?.report as QualityReport | undefined;
+      // Quarantine versions carry no report, and versions written by older code may lack fields.
+      if (report?.checks) console.log(`  data quality of the newest version:\n${formatQualityReport(report, '    ')}`);
     }
   });
 

@@ -12,6 +12,7 @@ import { MLOPS_STAGE } from '../workflows/search-attributes';
 import type { PipelineResult } from '../workflows/types';
 import { connectClient, DEFAULT_DATA_FILE, pipelineSpec, startPipeline, workflowUiUrl } from './pipeline';
 import { activityTimings, formatTimings } from './stage-times';
+import { formatQualityReport } from './quality-report';
 
 const SYNTHETIC_ROWS = 20_000;
 
@@ -40,7 +41,8 @@ function printSummary(result: PipelineResult, links: { workflow: string }, stage
 Pipeline finished.
   Tables        train_set v${tables.train.version} (${tables.report.rowsTrain} rows), test_set v${tables.test.version} (${tables.report.rowsTest} rows), extra_set v${tables.extra.version} (${tables.report.rowsExtra} rows)${tables.reused ? ', reused: same file as before' : ''}
   Changes       ${(['train', 'test', 'extra'] as const).map((t) => `${t} +${tables.changes[t].inserted} ~${tables.changes[t].updated} -${tables.changes[t].deleted}`).join(', ')} (inserted ~updated -deleted)
-  Data quality  ${tables.report.rowsIn} rows in, ${tables.report.arrivalDatesNormalised} arrival dates rolled forward, ${tables.report.duplicateRowsIgnoringId} rows duplicated apart from the id, ${(tables.report.canceledShareTrain * 100).toFixed(1)} % canceled in train_set
+  Data quality
+${formatQualityReport(tables.report, '    ')}
   Metrics       accuracy ${metric('accuracy')}, roc_auc ${metric('roc_auc')}, f1 ${metric('f1')}
   Model version ${modelVersion.name} version ${modelVersion.version} (alias ${modelVersion.alias})
   Endpoint      ${smokeTest.url}
