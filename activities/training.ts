@@ -27,6 +27,7 @@ export async function trainModel(catalogRoot: string, jobsRoot: string, input: T
   const workDir = jobWorkDir(jobsRoot, 'train');
   const result = await runPythonJob<{
     model_dir: string;
+    evaluation_dir: string;
     metrics: Record<string, number>;
     params: Record<string, string | number | boolean | null>;
     train_rows: number;
@@ -50,6 +51,7 @@ export async function trainModel(catalogRoot: string, jobsRoot: string, input: T
   log.info('Model trained', { train: qualifiedName(input.train), version: input.train.version, ...result.metrics });
   return {
     modelDir: result.model_dir,
+    evaluationDir: result.evaluation_dir,
     metrics: result.metrics,
     params: result.params,
     trainRows: result.train_rows,
@@ -115,6 +117,7 @@ export async function logTrainingRun(
       },
       datasets: [dataset(input.train, 'training'), dataset(input.test, 'testing')],
       json_artifacts: input.qualityReport ? { 'data_quality_report.json': input.qualityReport } : {},
+      artifact_dir: input.trained.evaluationDir,
     },
     workDir,
   );

@@ -113,6 +113,8 @@ export interface IngestResult {
 export interface TrainResult {
   /** Folder with the fitted model in MLflow format, on storage the logging job can read. */
   modelDir: string;
+  /** Folder with the classification report and the ROC, precision-recall, confusion and importance plots. */
+  evaluationDir: string;
   metrics: Record<string, number>;
   params: Record<string, string | number | boolean | null>;
   trainRows: number;

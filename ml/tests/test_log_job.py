@@ -11,6 +11,7 @@ from mlflow.entities import LoggedModelStatus, RunStatus, ViewType
 from mlflow.tracking import MlflowClient
 
 from hotel_mlops.joblog import JobLogger
+from hotel_mlops.report import CLASSIFICATION_REPORT_FILE, PLOT_FILES
 from hotel_mlops.tracking import IDEMPOTENCY_TAG, get_or_create_experiment
 
 
@@ -67,6 +68,7 @@ def log_spec(store: TrackingStore, trained, tables, experiment: str, key: str, *
             },
         ],
         "json_artifacts": {"data_quality_report.json": {"rowsIn": 600, "arrivalDatesNormalised": 2}},
+        "artifact_dir": result["evaluation_dir"],
         # Without it a new experiment would store artifacts under ./mlruns of the working directory.
         "artifact_location": str(store.folder / "artifacts" / experiment.strip("/").replace("/", "-")),
     }
@@ -306,6 +308,13 @@ def test_log_job_writes_json_artifacts(logged, store):
     client = MlflowClient(store.uri)
     path = client.download_artifacts(logged.run.result["run_id"], "data_quality_report.json")
     assert json.loads(Path(path).read_text()) == {"rowsIn": 600, "arrivalDatesNormalised": 2}
+
+
+def test_log_job_attaches_evaluation_files(logged, store):
+    client = MlflowClient(store.uri)
+    listed = {item.path for item in client.list_artifacts(logged.run.result["run_id"], "evaluation")}
+
+    assert listed == {f"evaluation/{name}" for name in (CLASSIFICATION_REPORT_FILE, *PLOT_FILES)}
 
 
 def test_bad_json_artifact_name_exits_2(store, trained, tables, tmp_path):

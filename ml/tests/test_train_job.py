@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -17,6 +18,7 @@ from conftest import (
 import hotel_mlops.fitting
 from hotel_mlops.evaluate import METRIC_NAMES
 from hotel_mlops.joblog import JobLogger
+from hotel_mlops.report import CLASSIFICATION_REPORT_FILE, PLOT_FILES
 from hotel_mlops.spec import parse_train_spec
 from hotel_mlops.train import MARKER_FILE, run_train
 
@@ -38,6 +40,17 @@ def test_train_job_writes_model_and_metrics(trained):
     assert result["test_rows"] == 150
     assert result["reused"] is False
     assert len(result["spec_hash"]) == 64
+
+
+def test_train_job_writes_evaluation_files(trained):
+    folder = Path(trained.run.result["evaluation_dir"])
+
+    for name in PLOT_FILES:
+        assert (folder / name).read_bytes().startswith(b"\x89PNG"), name
+    report = json.loads((folder / CLASSIFICATION_REPORT_FILE).read_text())
+    assert set(report) >= {"not canceled (0)", "canceled (1)", "accuracy", "macro avg"}
+    assert report["accuracy"] == pytest.approx(trained.run.result["metrics"]["accuracy"])
+    assert report["canceled (1)"]["recall"] == pytest.approx(trained.run.result["metrics"]["recall"])
 
 
 def test_train_result_lists_lightgbm_params(trained):

@@ -87,6 +87,9 @@ class LogSpec:
     artifact_location: str | None = field(default=None)
     # JSON documents logged as run artifacts, by file name (for example the data-quality report).
     json_artifacts: dict[str, Any] = field(default_factory=dict)
+    # Folder whose files (the train job's classification report and plots) are logged under
+    # EVALUATION_ARTIFACT_PATH of the run.
+    artifact_dir: Path | None = field(default=None)
 
 
 def unknown_fields(raw: dict[str, Any], spec_type: type) -> list[str]:
@@ -188,6 +191,9 @@ def parse_log_spec(raw: Any) -> LogSpec:
         datasets=_parse_datasets(spec.get("datasets")),
         artifact_location=artifact_location,
         json_artifacts=json_artifacts,
+        artifact_dir=None
+        if spec.get("artifact_dir") is None
+        else _require_absolute_path(spec, "artifact_dir"),
     )
 
 
@@ -220,6 +226,12 @@ def _require_object(value: Any, name: str) -> dict[str, Any]:
             "Check the spec that the activity wrote."
         )
     return value
+
+
+def _optional_absolute_path(spec: dict[str, Any], key: str) -> Path | None:
+    if spec.get(key) is None:
+        return None
+    return _require_absolute_path(spec, key)
 
 
 def _optional_str(spec: dict[str, Any], key: str) -> str | None:

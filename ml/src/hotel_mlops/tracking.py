@@ -42,6 +42,10 @@ class _Dataset:
     tags: dict[str, str]
 
 
+# Run artifact folder of the classification report and the plots.
+EVALUATION_ARTIFACT_PATH = "evaluation"
+
+
 def run_log(spec: LogSpec, log: JobLogger) -> dict[str, Any]:
     """Run the log job and return its result."""
     _check_local_inputs(spec)
@@ -85,6 +89,8 @@ def run_log(spec: LogSpec, log: JobLogger) -> dict[str, Any]:
         for name, document in spec.json_artifacts.items():
             # Logging the same file again overwrites it, so a resumed run stays consistent.
             mlflow.log_dict(document, name)
+        if spec.artifact_dir is not None:
+            mlflow.log_artifacts(str(spec.artifact_dir), EVALUATION_ARTIFACT_PATH)
         model = find_logged_model(client, experiment_id, run_id, spec.artifact_path)
         if model is None:
             model = _log_model(client, spec, log)
@@ -174,6 +180,8 @@ def _check_local_inputs(spec: LogSpec) -> None:
     problems = []
     if not (spec.model_dir / "MLmodel").is_file():
         problems.append(f"model_dir {spec.model_dir} contains no MLflow model (MLmodel file not found)")
+    if spec.artifact_dir is not None and not spec.artifact_dir.is_dir():
+        problems.append(f"artifact_dir {spec.artifact_dir} is not a folder")
     for index, ref in enumerate(spec.datasets):
         if not ref.path.is_file():
             problems.append(f"datasets[{index}].path {ref.path} does not exist")

@@ -28,6 +28,8 @@ from hotel_mlops.joblog import JobLogger
 from hotel_mlops.spec import TrainSpec
 
 MODEL_DIR_NAME = "model"
+# Folder of the classification report and plots, which the log job attaches to the run.
+EVALUATION_DIR_NAME = "evaluation"
 METRICS_FILE = "metrics.json"
 # Stored copy of the job result, returned again when a later run reuses this output.
 RESULT_FILE = "train_result.json"
@@ -81,17 +83,21 @@ def run_train(spec: TrainSpec, log: JobLogger) -> dict[str, Any]:
             **stored,
             "output_dir": str(spec.output_dir),
             "model_dir": str(spec.output_dir / MODEL_DIR_NAME),
+            "evaluation_dir": str(spec.output_dir / EVALUATION_DIR_NAME),
             "reused": True,
         }
 
     # Imported only now because lightgbm and mlflow take seconds to import, and invalid input
     # should fail fast.
+    from hotel_mlops.evaluate import positive_class_probability
     from hotel_mlops.fitting import fit_and_evaluate, save_pipeline
+    from hotel_mlops.report import write_evaluation
 
     pipeline, evaluation = fit_and_evaluate(spec, train, test, log)
     result = {
         "output_dir": str(spec.output_dir),
         "model_dir": str(spec.output_dir / MODEL_DIR_NAME),
+        "evaluation_dir": str(spec.output_dir / EVALUATION_DIR_NAME),
         "metrics": evaluation["metrics"],
         "params": evaluation["params"],
         "train_rows": len(train.labels),
@@ -102,6 +108,8 @@ def run_train(spec: TrainSpec, log: JobLogger) -> dict[str, Any]:
 
     def write_output(staging: Path) -> None:
         save_pipeline(pipeline, train, staging / MODEL_DIR_NAME)
+        probability = positive_class_probability(pipeline, test.features)
+        write_evaluation(pipeline, test.features, test.labels, probability, staging / EVALUATION_DIR_NAME)
         write_json_atomic(staging / METRICS_FILE, result["metrics"])
         write_json_atomic(staging / RESULT_FILE, result)
         write_json_atomic(staging / MARKER_FILE, {"spec_hash": spec_hash})
