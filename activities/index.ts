@@ -7,6 +7,7 @@ import type { SmokeTestResult, TableRef } from '../workflows/types';
 import { workflowIds } from './context';
 import { ingestBookings, openDuckDB, type IngestInput } from './ingestion';
 import { quoteIdent, quoteLiteral } from './ingestion-sql';
+import { applyPromotion, evaluatePromotion, type ApplyPromotionInput, type PromotionInput } from './promotion';
 import { registerModelVersion, type RegisterInput } from './registry';
 import { deployServingEndpoint, smokeTestEndpoint, waitForEndpointReady, type DeployInput } from './serving';
 import { generateSyntheticBatch, type SyntheticBatchInput } from './synthetic';
@@ -52,6 +53,8 @@ export function createActivities(settings: StackSettings) {
     trainModel: (input: TrainInput) => trainModel(catalogRoot, jobsRoot, input),
     logTrainingRun: (input: LogRunInput) => logTrainingRun(catalogRoot, jobsRoot, trackingUri, input),
     registerModelVersion: (input: RegisterInput) => registerModelVersion(registry, input),
+    evaluatePromotion: (input: PromotionInput) => evaluatePromotion(registry, catalogRoot, jobsRoot, trackingUri, input),
+    applyPromotion: (input: ApplyPromotionInput) => applyPromotion(registry, input),
     deployServingEndpoint: (input: DeployInput) => deployServingEndpoint(serving, input),
     waitForEndpointReady: async (input: DeployInput) => {
       const endpoint = await waitForEndpointReady(serving, input);

@@ -23,7 +23,7 @@ interface JobLogLine {
  * file. The job's JSON log lines are forwarded to the activity log, the activity heartbeats while the job
  * runs, and cancelling the activity kills the job's process group.
  */
-export async function runPythonJob<T>(command: 'train' | 'log', spec: object, workDir: string): Promise<T> {
+export async function runPythonJob<T>(command: 'train' | 'log' | 'score', spec: object, workDir: string): Promise<T> {
   const context = Context.current();
   fs.mkdirSync(workDir, { recursive: true });
   const specFile = path.join(workDir, `${command}-spec.json`);

@@ -3,13 +3,16 @@ import { log, sleep } from '@temporalio/activity';
 import { jobFailed } from '../common/errors';
 import { classifyHttpError } from '../platform/http-errors';
 import type { MlflowRegistry, ModelVersion } from '../platform/registry/mlflow-registry';
-import type { ModelVersionRef, TrackedRun } from '../workflows/types';
+import type { ModelVersionRef, TableRef, TrackedRun } from '../workflows/types';
+import { evaluationTags } from './promotion';
 
 export interface RegisterInput {
   modelName: string;
   alias: string;
   run: TrackedRun;
   tags: Record<string, string>;
+  /** Test metrics of the run and their table, stored as version tags for later promotion decisions. */
+  evaluation?: { test: TableRef; metrics: Record<string, number> };
 }
 
 const READY_POLL_MS = 1_000;
@@ -33,7 +36,7 @@ export async function registerModelVersion(registry: MlflowRegistry, input: Regi
         source: input.run.modelSource,
         runId: input.run.runId,
         modelId: input.run.modelId,
-        tags: input.tags,
+        tags: { ...input.tags, ...(input.evaluation ? evaluationTags(input.evaluation.test, input.evaluation.metrics) : {}) },
       });
       log.info('Model version created', { model: input.modelName, version: version.version, runId: input.run.runId });
     }

@@ -1,9 +1,12 @@
+import os from 'node:os';
 import path from 'node:path';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { Command } from 'commander';
 import { writeSyntheticBookings } from '../activities/synthetic';
 import { loadProjectConfig, resolveEnvironment } from '../config/load';
 import { catalogDir, stackSettings } from '../config/stack';
 import { LocalCatalog } from '../platform/catalog/local';
+import { approveUpdate, rejectUpdate } from '../workflows/approval';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
 import { connectClient, pipelineSpec, startPipeline, workflowPollerCount, workflowUiUrl } from './pipeline';
 import { formatQualityReport } from './quality-report';
@@ -75,6 +78,36 @@ program
       ),
     );
   });
+
+for (const [name, update, verb] of [
+  ['approve', approveUpdate, 'Approve'],
+  ['reject', rejectUpdate, 'Reject'],
+] as const) {
+  program
+    .command(`${name} <workflowId>`)
+    .description(`${verb} the promotion a run waits for (registry.promotion.approval.required in the config)`)
+    .option('--reason <text>', 'why, stored with the decision')
+    .option('--by <name>', 'who decides (default: the current user)')
+    .action(async (workflowId: string, options: { reason?: string; by?: string }) => {
+      const client = await connectClient(stackSettings());
+      const handle = client.workflow.getHandle(workflowId);
+      try {
+        const state = await handle.executeUpdate(update, {
+          args: [{ by: options.by ?? os.userInfo().username, ...(options.reason ? { reason: options.reason } : {}) }],
+        });
+        console.log(`${workflowId}: promotion of version ${state.version} ${state.outcome?.status}`);
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) {
+          console.error(`No run ${workflowId} found. List runs in the Temporal UI or pass the id that 'pipeline run' printed.`);
+        } else if (error instanceof WorkflowUpdateFailedError) {
+          console.error(`${workflowId}: ${error.cause?.message ?? error.message}`);
+        } else {
+          throw error;
+        }
+        process.exitCode = 1;
+      }
+    });
+}
 
 program
   .command('tables')

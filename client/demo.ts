@@ -9,7 +9,7 @@ import { startStack, stopServicesStartedHere, type StackHandle } from '../stack/
 import { installTemporalLogging } from '../worker/logging';
 import { createWorker } from '../worker/worker';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
-import type { PipelineResult } from '../workflows/types';
+import type { PipelineResult, PromotionOutcome } from '../workflows/types';
 import { connectClient, DEFAULT_DATA_FILE, pipelineSpec, startPipeline, workflowUiUrl } from './pipeline';
 import { activityTimings, formatTimings } from './stage-times';
 import { formatQualityReport } from './quality-report';
@@ -28,15 +28,36 @@ function resolveData(options: DemoOptions, settings: StackSettings): string {
   const file = path.join(settings.stateDir, 'data', 'synthetic-bookings.csv');
   console.log(
     `No --data given and ${DEFAULT_DATA_FILE} is absent: using ${SYNTHETIC_ROWS} synthetic bookings (seed 42) in ${file}. ` +
-      'The model trained on them gets the latest-model alias and replaces the version the endpoint serves.',
+      'The model trained on them gets the latest-model alias; the promotion gate decides whether it replaces the champion that the endpoint serves.',
   );
   return writeSyntheticBookings(file, SYNTHETIC_ROWS, 42);
 }
 
+/** Describes the promotion gate's decision in one line. */
+export function formatPromotion(promotion: PromotionOutcome): string {
+  const score = (value: number | undefined): string => (value === undefined ? 'n/a' : value.toFixed(4));
+  const versus =
+    promotion.championVersion === undefined || promotion.decision === 'already_champion'
+      ? 'no earlier champion'
+      : `champion version ${promotion.championVersion} ${score(promotion.championScore)}` +
+        (promotion.championRescored ? ' (scored again on this test table)' : '');
+  const result = promotion.promoted
+    ? `version ${promotion.challengerVersion} is now ${promotion.championAlias}`
+    : `${promotion.championAlias} stays version ${promotion.championVersionAfter ?? 'unset'}`;
+  return (
+    `${promotion.decision}: ${promotion.metric} ${score(promotion.challengerScore)} against ${versus}, ` +
+    `margin ${promotion.margin}, approval ${promotion.approval.status}; ${result}`
+  );
+}
+
 function printSummary(result: PipelineResult, links: { workflow: string }, stageTimes: string): void {
-  const { tables, training, run, modelVersion, smokeTest } = result;
+  const { tables, training, run, modelVersion, promotion, smokeTest } = result;
   const metric = (name: string): string => (training.metrics[name] ?? NaN).toFixed(4);
-  const body = JSON.stringify(smokeTest.request);
+  const endpoint = smokeTest
+    ? `  Endpoint      ${smokeTest.url}
+  Request       curl -s -X POST ${smokeTest.url} -H 'Content-Type: application/json' -d '${JSON.stringify(smokeTest.request)}'
+  Prediction    ${JSON.stringify({ predictions: smokeTest.predictions })} in ${smokeTest.latencyMs.toFixed(1)} ms from ${smokeTest.servedModel ?? 'the endpoint'}`
+    : '  Endpoint      not deployed: no version is champion';
   console.log(`
 Pipeline finished.
   Tables        train_set v${tables.train.version} (${tables.report.rowsTrain} rows), test_set v${tables.test.version} (${tables.report.rowsTest} rows), extra_set v${tables.extra.version} (${tables.report.rowsExtra} rows)${tables.reused ? ', reused: same file as before' : ''}
@@ -45,9 +66,8 @@ Pipeline finished.
 ${formatQualityReport(tables.report, '    ')}
   Metrics       accuracy ${metric('accuracy')}, roc_auc ${metric('roc_auc')}, f1 ${metric('f1')}
   Model version ${modelVersion.name} version ${modelVersion.version} (alias ${modelVersion.alias})
-  Endpoint      ${smokeTest.url}
-  Request       curl -s -X POST ${smokeTest.url} -H 'Content-Type: application/json' -d '${body}'
-  Prediction    ${JSON.stringify({ predictions: smokeTest.predictions })} in ${smokeTest.latencyMs.toFixed(1)} ms from ${smokeTest.servedModel ?? 'the endpoint'}
+  Promotion     ${promotion ? formatPromotion(promotion) : 'none: the run started before the promotion gate existed'}
+${endpoint}
   Temporal UI   ${links.workflow}
   MLflow run    ${run.runUrl}
   Stage times   ${stageTimes}

@@ -93,7 +93,20 @@ export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): 
       gitSha: options.gitSha,
       branch: options.branch,
     },
-    registry: { modelName: `${prefix}${variant.registered_model}`, alias: config.registry.alias },
+    registry: {
+      modelName: `${prefix}${variant.registered_model}`,
+      alias: config.registry.alias,
+      promotion: {
+        championAlias: config.registry.promotion.champion_alias,
+        metric: config.registry.promotion.metric,
+        margin: config.registry.promotion.margin,
+        approval: {
+          required: config.registry.promotion.approval.required,
+          timeoutSeconds: config.registry.promotion.approval.timeout_hours * 3600,
+          onTimeout: config.registry.promotion.approval.on_timeout,
+        },
+      },
+    },
     serving: {
       endpoint: variant.endpoint,
       workloadSize: config.serving.workload_size,

@@ -12,6 +12,14 @@ const EndpointName = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,63}$/, "must be 1-63 characters of letters, digits, '-' and '_'");
 
+const Alias = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9_-]*$/, "must start with a letter and contain only letters, digits, '-' and '_'")
+  .refine((alias) => alias !== 'latest', { message: "'latest' is reserved by MLflow; choose another alias" });
+
+/** Test metrics the promotion gate can compare; log_loss is the one where lower is better. */
+export const PromotionMetric = z.enum(['accuracy', 'roc_auc', 'precision', 'recall', 'f1', 'log_loss']);
+
 const Environment = z.object({ catalog: Identifier, schema: Identifier }).strict();
 
 const Variant = z
@@ -68,12 +76,26 @@ export const ProjectConfigSchema = z
     registry: z
       .object({
         use_catalog_prefix: z.boolean(),
-        alias: z
-          .string()
-          .regex(/^[A-Za-z][A-Za-z0-9_-]*$/)
-          .refine((alias) => alias !== 'latest', { message: "'latest' is reserved by MLflow; choose another alias" }),
+        alias: Alias,
+        promotion: z
+          .object({
+            champion_alias: Alias,
+            metric: PromotionMetric,
+            margin: z.number().min(0),
+            approval: z
+              .object({
+                required: z.boolean(),
+                timeout_hours: z.number().positive(),
+                on_timeout: z.enum(['approve', 'reject']),
+              })
+              .strict(),
+          })
+          .strict(),
       })
-      .strict(),
+      .strict()
+      .refine((registry) => registry.alias !== registry.promotion.champion_alias, {
+        message: 'alias and promotion.champion_alias must differ, because they move at different times',
+      }),
     serving: z
       .object({
         workload_size: z.enum(['Small', 'Medium', 'Large']),

@@ -1,27 +1,33 @@
-import { log, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { log, patched, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { deployAndVerify } from './deploy';
 import { controlPlaneRetry, jobRetry } from './retry-policies';
 import { MLOPS_ENV, MLOPS_MODEL, MLOPS_STAGE } from './search-attributes';
-import type { PipelineResult, PipelineSpec } from './types';
+import { PromotionApproval } from './approval';
+import type { ApprovalOutcome, PipelineResult, PipelineSpec } from './types';
 
-const { generateSyntheticBookings, ingestBookings, registerModelVersion } = proxyActivities<Activities>({
+const { generateSyntheticBookings, ingestBookings, registerModelVersion, applyPromotion } = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
   retry: controlPlaneRetry,
 });
 
-const { trainModel, logTrainingRun } = proxyActivities<Activities>({
+const { trainModel, logTrainingRun, evaluatePromotion } = proxyActivities<Activities>({
   startToCloseTimeout: '2h',
   heartbeatTimeout: '1m',
   retry: jobRetry,
 });
 
+/** Marks runs that passed the promotion gate; older histories replay without it. */
+const PROMOTION_GATE_PATCH = 'promotion-gate';
+
 /**
  * Runs the model lifecycle in one run. It ingests the bookings file into new table versions, trains the
- * model and logs it to MLflow. Then it registers a model version with an alias and deploys it to a
+ * model and logs it to MLflow. Then it registers a model version with an alias, lets the promotion gate
+ * (and an approval, when required) decide whether it becomes champion, and deploys the champion to a
  * serving endpoint that must pass a smoke test.
  */
 export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult> {
+  const approval = new PromotionApproval();
   const stage = (name: string): void => upsertSearchAttributes([{ key: MLOPS_STAGE, value: name }]);
   upsertSearchAttributes([
     { key: MLOPS_ENV, value: spec.env },
@@ -38,11 +44,12 @@ export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult
   });
 
   stage('train');
+  const keyColumn = spec.ingest.renames[spec.ingest.idColumn] ?? spec.ingest.idColumn;
   const training = await trainModel({
     train: tables.train,
     test: tables.test,
     target: spec.ingest.target.name,
-    keyColumn: spec.ingest.renames[spec.ingest.idColumn] ?? spec.ingest.idColumn,
+    keyColumn,
     training: spec.training,
   });
 
@@ -64,15 +71,60 @@ export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult
     alias: spec.registry.alias,
     run,
     tags: { 'mlops.git_sha': spec.tracking.gitSha, 'mlops.workflow_id': workflowInfo().workflowId },
+    evaluation: { test: tables.test, metrics: training.metrics },
   });
 
+  if (!patched(PROMOTION_GATE_PATCH)) {
+    // A run started before the promotion gate existed deploys the version it registered.
+    stage('deploy');
+    const { deployment, smokeTest } = await deployAndVerify(spec.serving, modelVersion, {
+      test: tables.test,
+      inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
+    });
+    stage('done');
+    return { tables, training, run, modelVersion, deployment, smokeTest };
+  }
+
+  stage('promote');
+  const { promotion: gate } = spec.registry;
+  const decision = await evaluatePromotion({
+    modelName: modelVersion.name,
+    challengerVersion: modelVersion.version,
+    challengerMetrics: training.metrics,
+    test: tables.test,
+    target: spec.ingest.target.name,
+    keyColumn,
+    training: spec.training,
+    promotion: gate,
+  });
+  let outcome: ApprovalOutcome = { status: decision.promote ? 'not_required' : 'not_asked' };
+  if (decision.promote && gate.approval.required && decision.decision !== 'already_champion') {
+    stage('awaiting-approval');
+    log.info('Waiting for approval of the promotion', { version: modelVersion.version, timeoutSeconds: gate.approval.timeoutSeconds });
+    outcome = await approval.waitFor(modelVersion.version, gate.approval);
+  }
+  const promotion = await applyPromotion({
+    modelName: modelVersion.name,
+    version: modelVersion.version,
+    championAlias: gate.championAlias,
+    decision,
+    approval: outcome,
+  });
+
+  if (promotion.championVersionAfter === undefined) {
+    // The first version was rejected, so there is no champion to serve.
+    stage('done');
+    log.info('No champion to deploy', { model: modelVersion.name, approval: outcome.status });
+    return { tables, training, run, modelVersion, promotion };
+  }
   stage('deploy');
-  const { deployment, smokeTest } = await deployAndVerify(spec.serving, modelVersion, {
+  const champion = { name: modelVersion.name, version: promotion.championVersionAfter };
+  const { deployment, smokeTest } = await deployAndVerify(spec.serving, champion, {
     test: tables.test,
     inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
   });
 
   stage('done');
-  log.info('Pipeline finished', { model: modelVersion.name, version: modelVersion.version, runId: run.runId });
-  return { tables, training, run, modelVersion, deployment, smokeTest };
+  log.info('Pipeline finished', { model: modelVersion.name, version: modelVersion.version, champion: champion.version, runId: run.runId });
+  return { tables, training, run, modelVersion, promotion, deployment, smokeTest };
 }

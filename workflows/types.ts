@@ -40,6 +40,57 @@ export interface TrainingSpec {
   seed: number;
 }
 
+export type PromotionMetric = 'accuracy' | 'roc_auc' | 'precision' | 'recall' | 'f1' | 'log_loss';
+
+export interface PromotionSpec {
+  championAlias: string;
+  metric: PromotionMetric;
+  /** The challenger must beat the champion by more than this. */
+  margin: number;
+  approval: { required: boolean; timeoutSeconds: number; onTimeout: 'approve' | 'reject' };
+}
+
+export interface PromotionDecision {
+  /**
+   * first_champion: no champion existed. promote: the challenger beat it by more than the margin.
+   * keep_champion: it did not. already_champion: the alias already points at the challenger (a retry).
+   */
+  decision: 'first_champion' | 'promote' | 'keep_champion' | 'already_champion';
+  /** Whether the gate lets the challenger become champion (an approval may still be required). */
+  promote: boolean;
+  metric: PromotionMetric;
+  margin: number;
+  challengerVersion: string;
+  challengerScore: number;
+  championVersion?: string;
+  championScore?: number;
+  /** Test table version both scores come from, as `catalog.schema.table@version`. */
+  testTable: string;
+  /** True when the champion was scored again because its own scores came from another test table version. */
+  championRescored: boolean;
+}
+
+export interface ApprovalOutcome {
+  /**
+   * not_required: approval is off in the config. not_asked: the gate kept the champion. The timed_out
+   * statuses apply the configured outcome after the approval timeout.
+   */
+  status: 'not_required' | 'not_asked' | 'approved' | 'rejected' | 'timed_out_approved' | 'timed_out_rejected';
+  by?: string;
+  reason?: string;
+  /** ISO-8601 time of the decision. */
+  at?: string;
+}
+
+export interface PromotionOutcome extends PromotionDecision {
+  approval: ApprovalOutcome;
+  /** True when the champion alias now points at the challenger. */
+  promoted: boolean;
+  championAlias: string;
+  /** The champion version after this run; the endpoint serves it. */
+  championVersionAfter?: string;
+}
+
 export interface ConflictRetry {
   maximumAttempts: number;
   intervalSeconds: number;
@@ -70,7 +121,7 @@ export interface PipelineSpec {
   ingest: IngestSpec;
   training: TrainingSpec;
   tracking: { experiment: string; artifactPath: string; gitSha: string; branch: string };
-  registry: { modelName: string; alias: string };
+  registry: { modelName: string; alias: string; promotion: PromotionSpec };
   serving: ServingSpec;
 }
 
@@ -159,6 +210,9 @@ export interface PipelineResult {
   training: TrainResult;
   run: TrackedRun;
   modelVersion: ModelVersionRef;
-  deployment: EndpointDeployment;
-  smokeTest: SmokeTestResult;
+  /** Absent for runs started before the promotion gate existed. */
+  promotion?: PromotionOutcome;
+  /** Absent when no version is champion, because the first version's promotion was rejected. */
+  deployment?: EndpointDeployment;
+  smokeTest?: SmokeTestResult;
 }

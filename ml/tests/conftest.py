@@ -205,3 +205,71 @@ def trained(tables: Tables, tmp_path_factory: pytest.TempPathFactory) -> Trained
     folder = tmp_path_factory.mktemp("trained")
     spec = train_spec(tables, folder / "output")
     return TrainedModel(spec=spec, run=run_job_subprocess("train", spec, folder))
+
+
+@dataclass(frozen=True)
+class TrackingStore:
+    uri: str
+    folder: Path
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    spec: dict[str, Any]
+    run: JobRun
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> TrackingStore:
+    folder = tmp_path_factory.mktemp("mlflow")
+    return TrackingStore(uri=f"sqlite:///{folder / 'mlflow.db'}", folder=folder)
+
+
+def log_spec(store: TrackingStore, trained, tables, experiment: str, key: str, **overrides) -> dict[str, Any]:
+    result = trained.run.result
+    spec = {
+        "tracking_uri": store.uri,
+        "experiment_name": experiment,
+        "run_name": "basic-training",
+        "idempotency_key": key,
+        "model_dir": result["model_dir"],
+        "artifact_path": "lightgbm-pipeline-model",
+        "params": result["params"],
+        "metrics": result["metrics"],
+        "tags": {
+            "mlops.git_sha": "0123abc",
+            "mlops.workflow_id": "wf-1",
+            "mlops.workflow_run_id": "run-1",
+            "mlops.env": "dev",
+        },
+        "datasets": [
+            {
+                "name": "mlops_dev.acikgozm.train_set",
+                "version": 3,
+                "path": str(tables.train_path),
+                "context": "training",
+                # Longer than MLflow's 36-character digest field on purpose.
+                "digest": "a1" * 32,
+            },
+            {
+                "name": "mlops_dev.acikgozm.test_set",
+                "version": 3,
+                "path": str(tables.test_path),
+                "context": "testing",
+                "digest": "b2c3",
+            },
+        ],
+        "json_artifacts": {"data_quality_report.json": {"rowsIn": 600, "arrivalDatesNormalised": 2}},
+        "artifact_dir": result["evaluation_dir"],
+        # Without it a new experiment would store artifacts under ./mlruns of the working directory.
+        "artifact_location": str(store.folder / "artifacts" / experiment.strip("/").replace("/", "-")),
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture(scope="session")
+def logged(store, trained, tables, tmp_path_factory) -> LoggedRun:
+    """One log job run as a subprocess against a SQLite tracking store."""
+    spec = log_spec(store, trained, tables, "/Shared/hotel-reservations-basic", "wf-1/basic")
+    return LoggedRun(spec=spec, run=run_job_subprocess("log", spec, tmp_path_factory.mktemp("log")))

@@ -1,86 +1,16 @@
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pandas as pd
 import pytest
-from conftest import JobRun, run_job_in_process, run_job_subprocess
+from conftest import TrackingStore, log_spec, run_job_in_process, run_job_subprocess
 from mlflow.entities import LoggedModelStatus, RunStatus, ViewType
 from mlflow.tracking import MlflowClient
 
 from hotel_mlops.joblog import JobLogger
 from hotel_mlops.report import CLASSIFICATION_REPORT_FILE, PLOT_FILES
 from hotel_mlops.tracking import IDEMPOTENCY_TAG, get_or_create_experiment
-
-
-@dataclass(frozen=True)
-class TrackingStore:
-    uri: str
-    folder: Path
-
-
-@dataclass(frozen=True)
-class LoggedRun:
-    spec: dict[str, Any]
-    run: JobRun
-
-
-@pytest.fixture(scope="session")
-def store(tmp_path_factory) -> TrackingStore:
-    folder = tmp_path_factory.mktemp("mlflow")
-    return TrackingStore(uri=f"sqlite:///{folder / 'mlflow.db'}", folder=folder)
-
-
-def log_spec(store: TrackingStore, trained, tables, experiment: str, key: str, **overrides) -> dict[str, Any]:
-    result = trained.run.result
-    spec = {
-        "tracking_uri": store.uri,
-        "experiment_name": experiment,
-        "run_name": "basic-training",
-        "idempotency_key": key,
-        "model_dir": result["model_dir"],
-        "artifact_path": "lightgbm-pipeline-model",
-        "params": result["params"],
-        "metrics": result["metrics"],
-        "tags": {
-            "mlops.git_sha": "0123abc",
-            "mlops.workflow_id": "wf-1",
-            "mlops.workflow_run_id": "run-1",
-            "mlops.env": "dev",
-        },
-        "datasets": [
-            {
-                "name": "mlops_dev.acikgozm.train_set",
-                "version": 3,
-                "path": str(tables.train_path),
-                "context": "training",
-                # Longer than MLflow's 36-character digest field on purpose.
-                "digest": "a1" * 32,
-            },
-            {
-                "name": "mlops_dev.acikgozm.test_set",
-                "version": 3,
-                "path": str(tables.test_path),
-                "context": "testing",
-                "digest": "b2c3",
-            },
-        ],
-        "json_artifacts": {"data_quality_report.json": {"rowsIn": 600, "arrivalDatesNormalised": 2}},
-        "artifact_dir": result["evaluation_dir"],
-        # Without it a new experiment would store artifacts under ./mlruns of the working directory.
-        "artifact_location": str(store.folder / "artifacts" / experiment.strip("/").replace("/", "-")),
-    }
-    spec.update(overrides)
-    return spec
-
-
-@pytest.fixture(scope="session")
-def logged(store, trained, tables, tmp_path_factory) -> LoggedRun:
-    """One log job run as a subprocess against a SQLite tracking store."""
-    spec = log_spec(store, trained, tables, "/Shared/hotel-reservations-basic", "wf-1/basic")
-    return LoggedRun(spec=spec, run=run_job_subprocess("log", spec, tmp_path_factory.mktemp("log")))
 
 
 def all_runs(store: TrackingStore, experiment_id: str):

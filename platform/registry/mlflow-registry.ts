@@ -70,6 +70,13 @@ export class MlflowRegistry {
     await this.http.post('/registered-models/alias', { name, alias, version });
   }
 
+  /** Sets tags on a model version, one request per tag as the REST API takes them. */
+  async setVersionTags(name: string, version: string, tags: Record<string, string>): Promise<void> {
+    for (const [key, value] of Object.entries(tags)) {
+      await this.http.post('/model-versions/set-tag', { name, version, key, value });
+    }
+  }
+
   /** Returns the version an alias points at, or undefined when the alias is not set. */
   async getVersionByAlias(name: string, alias: string): Promise<ModelVersion | undefined> {
     try {

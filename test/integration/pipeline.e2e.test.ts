@@ -124,7 +124,31 @@ describe('trainAndDeploy on the local stack', () => {
     const answer = await serving.query(spec.serving.endpoint, { dataframe_records: [KNOWN_RECORD] });
     expect(answer.status).toBe(200);
     expect(answer.body).toEqual({ predictions: [0] });
-    expect(first.smokeTest.predictions).toHaveLength(1);
+    expect(first.smokeTest?.predictions).toHaveLength(1);
+  });
+
+  it('makes the first version champion and tags its scores', async () => {
+    expect(first.promotion!.decision).toBe('first_champion');
+    expect(first.promotion!.promoted).toBe(true);
+    expect(first.promotion!.approval.status).toBe('not_required');
+    const champion = await registry.getVersionByAlias(first.modelVersion.name, 'champion');
+    expect(champion?.version).toBe(first.modelVersion.version);
+    const tags = Object.fromEntries((champion?.tags ?? []).map((t) => [t.key, t.value]));
+    expect(tags['mlops.test_table']).toBe(`mlops_dev.acikgozm.test_set@${first.tables.test.version}`);
+    expect(Number(tags['mlops.metric.roc_auc'])).toBe(first.training.metrics.roc_auc);
+    expect(tags['mlops.promotion.decision']).toBe('first_champion');
+    expect(tags['mlops.promotion.outcome']).toBe('champion');
+  });
+
+  it('attaches the evaluation plots to the run', async () => {
+    const listed = await axios.get(`${mlflowUrl(settings)}/api/2.0/mlflow/artifacts/list`, {
+      params: { run_id: first.run.runId, path: 'evaluation' },
+    });
+    const files = listed.data.files.map((f: { path: string }) => f.path);
+    for (const name of ['roc_curve.png', 'precision_recall_curve.png', 'confusion_matrix.png', 'feature_importance.png']) {
+      expect(files).toContain(`evaluation/${name}`);
+    }
+    expect(files).toContain('evaluation/classification_report.json');
   });
 
   it('registers a retried run only once', async () => {
@@ -138,14 +162,31 @@ describe('trainAndDeploy on the local stack', () => {
     expect(await registry.findVersionsByRun(first.modelVersion.name, first.run.runId)).toHaveLength(1);
   });
 
-  it('second run swaps the endpoint version', async () => {
-    second = await runPipeline(`e2e-second-${Date.now()}`);
+  it('keeps the champion when a worse model comes in', async () => {
+    // Fewer, slower trees make a clearly worse model on the same tables.
+    const worse: PipelineSpec = {
+      ...spec,
+      training: { ...spec.training, parameters: { ...spec.training.parameters, n_estimators: 10 } },
+    };
+    const handle = await startPipeline(client, settings, worse, `e2e-second-${Date.now()}`);
+    second = await handle.result();
     expect(second.tables.reused).toBe(true);
     expect(second.tables.train).toEqual(first.tables.train);
-    expect(second.training.metrics.roc_auc).toBe(first.training.metrics.roc_auc);
     expect(Number(second.modelVersion.version)).toBe(Number(first.modelVersion.version) + 1);
+    expect(second.training.metrics.roc_auc).toBeLessThan(first.training.metrics.roc_auc);
+
+    expect(second.promotion!.decision).toBe('keep_champion');
+    expect(second.promotion!.promoted).toBe(false);
+    expect(second.promotion!.championVersion).toBe(first.modelVersion.version);
+    expect(second.promotion!.championScore).toBe(first.training.metrics.roc_auc);
+    expect(second.promotion!.championRescored).toBe(false);
+    expect((await registry.getVersionByAlias(first.modelVersion.name, 'champion'))?.version).toBe(first.modelVersion.version);
+    expect((await registry.getVersionByAlias(first.modelVersion.name, 'latest-model'))?.version).toBe(second.modelVersion.version);
+
+    // The endpoint keeps serving the champion, so the deployment sends no update.
+    expect(second.deployment?.unchanged).toBe(true);
     const endpoint = await serving.get(spec.serving.endpoint);
-    expect(endpoint?.config?.served_entities[0].entity_version).toBe(second.modelVersion.version);
+    expect(endpoint?.config?.served_entities[0].entity_version).toBe(first.modelVersion.version);
     expect(endpoint?.state.ready).toBe('READY');
   }, 900_000);
 
@@ -196,6 +237,13 @@ describe('trainAndDeploy on the local stack', () => {
     expect(refresh.tables.train.version).toBe(first.tables.train.version + 1);
     expect(refresh.tables.report.rowsIn).toBe(300);
     expect(Number(refresh.modelVersion.version)).toBeGreaterThan(Number(second.modelVersion.version));
-    expect(refresh.smokeTest.predictions).toHaveLength(1);
+    // The test table has a new version, so the champion was scored again on it by the score job.
+    expect(refresh.tables.test.version).toBe(first.tables.test.version + 1);
+    expect(refresh.promotion!.championVersion).toBe(first.modelVersion.version);
+    expect(refresh.promotion!.championRescored).toBe(true);
+    expect(refresh.promotion!.championScore).toBeGreaterThan(0.5);
+    expect(refresh.smokeTest?.predictions).toHaveLength(1);
+    const endpoint = await serving.get(spec.serving.endpoint);
+    expect(endpoint?.config?.served_entities[0].entity_version).toBe(refresh.promotion!.championVersionAfter);
   }, 900_000);
 });

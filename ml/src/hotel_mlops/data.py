@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -14,6 +15,18 @@ from hotel_mlops.spec import TrainSpec
 
 # Distinct invalid target values quoted in an error message, at most.
 _MAX_QUOTED_VALUES = 5
+
+
+class TableColumns(Protocol):
+    """Columns a job reads from a table: the model inputs, the 0/1 target and the sort key."""
+
+    target: str
+    numeric_inputs: tuple[str, ...]
+    categorical_inputs: tuple[str, ...]
+    key_column: str | None
+
+    @property
+    def input_columns(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,20 @@ def load_splits(spec: TrainSpec) -> tuple[Split, Split]:
     return splits["train"], splits["test"]
 
 
-def _read_table(role: str, path: Path, spec: TrainSpec) -> tuple[pa.Table | None, list[str]]:
+def load_split(role: str, path: Path, spec: TableColumns) -> Split:
+    """Read and validate one table, raising ``InvalidInputError`` with every problem found."""
+    if not path.is_file():
+        raise InvalidInputError(f"Invalid input: {role} file {path} does not exist. Run the ingestion first.")
+    table, problems = _read_table(role, path, spec)
+    split = None
+    if table is not None:
+        split, problems = _to_split(role, path, table, spec)
+    if split is None:
+        raise InvalidInputError("Invalid input data: " + "; ".join(problems) + ".")
+    return split
+
+
+def _read_table(role: str, path: Path, spec: TableColumns) -> tuple[pa.Table | None, list[str]]:
     label = f"{role} file {path}"
     try:
         schema = pq.read_schema(path)
@@ -103,7 +129,7 @@ def _read_table(role: str, path: Path, spec: TrainSpec) -> tuple[pa.Table | None
     return table.drop_columns([spec.key_column]), []
 
 
-def _to_split(role: str, path: Path, table: pa.Table, spec: TrainSpec) -> tuple[Split | None, list[str]]:
+def _to_split(role: str, path: Path, table: pa.Table, spec: TableColumns) -> tuple[Split | None, list[str]]:
     label = f"{role} file {path}"
     if table.num_rows == 0:
         return None, [f"{label} has no rows"]

@@ -1,6 +1,6 @@
 """Command-line entry point of the jobs that the TypeScript activities spawn as child processes.
 
-Usage: ``python -m hotel_mlops.jobs {train|log} --spec SPEC.json --result RESULT.json``
+Usage: ``python -m hotel_mlops.jobs {train|log|score} --spec SPEC.json --result RESULT.json``
 
 The job reads its spec from SPEC.json and, on success only, writes its result to RESULT.json
 atomically. Progress goes to stderr as JSON lines (see ``hotel_mlops.joblog``). Exit codes:
@@ -37,7 +37,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID_INPUT = 2
 
-JOBS = ("train", "log")
+JOBS = ("train", "log", "score")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -50,7 +50,11 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="python -m hotel_mlops.jobs", description="Run a training or MLflow logging job."
     )
-    parser.add_argument("job", choices=JOBS, help="train: fit and save the model. log: record it in MLflow.")
+    parser.add_argument(
+        "job",
+        choices=JOBS,
+        help="train: fit and save the model. log: record it in MLflow. score: evaluate a registered model.",
+    )
     parser.add_argument("--spec", required=True, type=Path, help="Path of the JSON spec file to read.")
     parser.add_argument("--result", required=True, type=Path, help="Path of the JSON result file to write.")
     return parser
@@ -140,6 +144,12 @@ def _run_job(job: str, raw_spec: Any, log: JobLogger) -> dict[str, Any]:
         spec: Any = specs.parse_train_spec(raw_spec)
         spec_type: type = specs.TrainSpec
         run = run_train
+    elif job == "score":
+        from hotel_mlops.score import run_score
+
+        spec = specs.parse_score_spec(raw_spec)
+        spec_type = specs.ScoreSpec
+        run = run_score
     else:
         from hotel_mlops.tracking import run_log
 

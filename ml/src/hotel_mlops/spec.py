@@ -59,6 +59,25 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class ScoreSpec:
+    """Input of the ``score`` job: a registered model version scored on one test table."""
+
+    tracking_uri: str
+    # ``models:/<name>/<version>``, or a local model folder.
+    model_uri: str
+    test_path: Path
+    target: str
+    numeric_inputs: tuple[str, ...]
+    categorical_inputs: tuple[str, ...]
+    key_column: str | None = None
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Model input columns in the order of the model signature."""
+        return [*self.numeric_inputs, *self.categorical_inputs]
+
+
+@dataclass(frozen=True)
 class DatasetRef:
     """One versioned catalog table that a run used, logged as an MLflow dataset input."""
 
@@ -133,6 +152,19 @@ def parse_train_spec(raw: Any) -> TrainSpec:
         categorical_inputs=categorical_inputs,
         parameters=parameters,
         seed=_require_int(spec, "seed"),
+        key_column=_optional_str(spec, "key_column"),
+    )
+
+
+def parse_score_spec(raw: Any) -> ScoreSpec:
+    spec = _require_object(raw, "spec")
+    return ScoreSpec(
+        tracking_uri=_require_str(spec, "tracking_uri"),
+        model_uri=_require_str(spec, "model_uri"),
+        test_path=_require_absolute_path(spec, "test_path"),
+        target=_require_str(spec, "target"),
+        numeric_inputs=_require_name_list(spec, "numeric_inputs", allow_empty=False),
+        categorical_inputs=_require_name_list(spec, "categorical_inputs", allow_empty=True),
         key_column=_optional_str(spec, "key_column"),
     )
 

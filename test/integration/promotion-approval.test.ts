@@ -1,0 +1,176 @@
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { applyPromotion, type ApplyPromotionInput } from '../../activities/promotion';
+import type { MlflowRegistry } from '../../platform/registry/mlflow-registry';
+import { ensureTemporalCli } from '../../stack/provision';
+import { approvalStateQuery, approveUpdate, rejectUpdate, trainAndDeploy } from '../../workflows';
+import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
+import type { PipelineResult, PipelineSpec, PromotionDecision } from '../../workflows/types';
+import { testSpec } from '../helpers/fixtures';
+
+// The promotion gate's approval on a real Temporal dev server. The pipeline's data and model steps are
+// stand-ins; applyPromotion is the real activity over a registry that records its calls.
+
+let env: TestWorkflowEnvironment;
+
+beforeAll(async () => {
+  Runtime.install({ logger: new DefaultLogger('ERROR', () => undefined) });
+  env = await TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: await ensureTemporalCli() }, searchAttributes: SEARCH_ATTRIBUTES },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await env?.teardown();
+});
+
+const TABLE = { catalog: 'mlops_dev', schema: 'acikgozm', version: 1 };
+const MODEL = 'mlops_dev.acikgozm.hotel_reservations_model_basic';
+
+function specWithApproval(timeoutSeconds: number, onTimeout: 'approve' | 'reject' = 'reject'): PipelineSpec {
+  const spec = testSpec('/tmp/approval-test.csv');
+  return {
+    ...spec,
+    registry: { ...spec.registry, promotion: { ...spec.registry.promotion, approval: { required: true, timeoutSeconds, onTimeout } } },
+  };
+}
+
+function decision(promote: boolean): PromotionDecision {
+  return {
+    decision: promote ? 'promote' : 'keep_champion',
+    promote,
+    metric: 'roc_auc',
+    margin: 0,
+    challengerVersion: '2',
+    challengerScore: promote ? 0.92 : 0.85,
+    championVersion: '1',
+    championScore: 0.9,
+    testTable: 'mlops_dev.acikgozm.test_set@1',
+    championRescored: false,
+  };
+}
+
+interface Recorded {
+  aliases: { alias: string; version: string }[];
+  deployed: string[];
+}
+
+/** Starts a worker with stand-in activities; `beforeTraining` lets a test act before the run trains. */
+async function startWorker(taskQueue: string, promote: boolean, beforeTraining: Promise<void> = Promise.resolve()) {
+  const recorded: Recorded = { aliases: [], deployed: [] };
+  const registry = {
+    setAlias: async (_name: string, alias: string, version: string) => void recorded.aliases.push({ alias, version }),
+    setVersionTags: async () => undefined,
+  } as unknown as MlflowRegistry;
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowsPath: require.resolve('../../workflows'),
+    activities: {
+      ingestBookings: async () => ({
+        train: { ...TABLE, name: 'train_set' },
+        test: { ...TABLE, name: 'test_set' },
+        extra: { ...TABLE, name: 'extra_set' },
+        reused: true,
+        report: { sourceSha256: 'abc' },
+        changes: {},
+      }),
+      trainModel: async () => {
+        await beforeTraining;
+        return { modelDir: '/tmp/m', evaluationDir: '/tmp/e', metrics: { roc_auc: 0.92 }, params: {}, trainRows: 1, testRows: 1, reused: false };
+      },
+      logTrainingRun: async () => ({ runId: 'r', experimentId: '1', modelId: 'm', modelSource: 's', runUrl: 'u', reused: false }),
+      registerModelVersion: async () => ({ name: MODEL, version: '2', alias: 'latest-model' }),
+      evaluatePromotion: async () => decision(promote),
+      applyPromotion: (input: ApplyPromotionInput) => applyPromotion(registry, input),
+      deployServingEndpoint: async (target: { version: string }) => {
+        recorded.deployed.push(target.version);
+        return { endpoint: 'e', unchanged: false };
+      },
+      waitForEndpointReady: async () => ({ endpoint: 'e', configVersion: 1 }),
+      smokeTestEndpoint: async () => ({ endpoint: 'e', url: 'u', request: {}, predictions: [0], latencyMs: 1 }),
+    },
+  });
+  return { worker, recorded };
+}
+
+/** Polls the run's approval state until it waits for a decision. */
+async function untilWaiting(handle: WorkflowHandle<typeof trainAndDeploy>): Promise<void> {
+  while ((await handle.query(approvalStateQuery)).phase !== 'waiting') await new Promise((resolve) => setTimeout(resolve, 100));
+}
+
+describe('promotion approval', () => {
+  it('waits for approve and then moves the champion', async () => {
+    const { worker, recorded } = await startWorker('approval-approve', true);
+    const result = await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start(trainAndDeploy, {
+        taskQueue: 'approval-approve',
+        workflowId: `approval-approve-${Date.now()}`,
+        args: [specWithApproval(600)],
+      });
+      await untilWaiting(handle);
+      expect((await handle.query(approvalStateQuery)).version).toBe('2');
+      const state = await handle.executeUpdate(approveUpdate, { args: [{ by: 'reviewer', reason: 'metrics checked' }] });
+      expect(state.outcome?.status).toBe('approved');
+      return handle.result();
+    });
+    expect(result.promotion?.approval).toMatchObject({ status: 'approved', by: 'reviewer', reason: 'metrics checked' });
+    expect(result.promotion?.promoted).toBe(true);
+    expect(recorded.aliases).toEqual([{ alias: 'champion', version: '2' }]);
+    expect(recorded.deployed).toEqual(['2']);
+  }, 60_000);
+
+  it('keeps the champion after reject', async () => {
+    const { worker, recorded } = await startWorker('approval-reject', true);
+    const result: PipelineResult = await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start(trainAndDeploy, {
+        taskQueue: 'approval-reject',
+        workflowId: `approval-reject-${Date.now()}`,
+        args: [specWithApproval(600)],
+      });
+      await untilWaiting(handle);
+      await handle.executeUpdate(rejectUpdate, { args: [{ by: 'reviewer' }] });
+      return handle.result();
+    });
+    expect(result.promotion?.approval.status).toBe('rejected');
+    expect(result.promotion?.promoted).toBe(false);
+    expect(result.promotion?.championVersionAfter).toBe('1');
+    expect(recorded.aliases).toEqual([]);
+    expect(recorded.deployed).toEqual(['1']);
+  }, 60_000);
+
+  it('applies the configured outcome on timeout', async () => {
+    const { worker, recorded } = await startWorker('approval-timeout', true);
+    const result = await worker.runUntil(
+      env.client.workflow.execute(trainAndDeploy, {
+        taskQueue: 'approval-timeout',
+        workflowId: `approval-timeout-${Date.now()}`,
+        args: [specWithApproval(2, 'reject')],
+      }),
+    );
+    expect(result.promotion?.approval.status).toBe('timed_out_rejected');
+    expect(result.promotion?.promoted).toBe(false);
+    expect(recorded.aliases).toEqual([]);
+  }, 60_000);
+
+  it('rejects an approve sent before the run waits', async () => {
+    let release!: () => void;
+    const training = new Promise<void>((resolve) => (release = resolve));
+    const { worker } = await startWorker('approval-early', false, training);
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start(trainAndDeploy, {
+        taskQueue: 'approval-early',
+        workflowId: `approval-early-${Date.now()}`,
+        args: [specWithApproval(600)],
+      });
+      const early = await handle.executeUpdate(approveUpdate, { args: [{}] }).catch((error: Error) => error);
+      expect(early).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect(String((early as WorkflowUpdateFailedError).cause?.message)).toMatch(/not waiting for an approval/);
+      release();
+      const result = await handle.result();
+      // The gate kept the champion, so no approval was asked for.
+      expect(result.promotion?.approval.status).toBe('not_asked');
+    });
+  }, 60_000);
+});
