@@ -43,6 +43,8 @@ export async function trainModel(catalogRoot: string, jobsRoot: string, input: T
       key_column: input.keyColumn,
       numeric_inputs: input.training.numericInputs,
       categorical_inputs: input.training.categoricalInputs,
+      derived_inputs: input.training.derivedInputs,
+      feature_set: input.training.featureSet,
       parameters: input.training.parameters,
       seed: input.training.seed,
     },

@@ -17,6 +17,7 @@ interface RunOptions {
   synthetic?: string;
   seed?: string;
   env?: string;
+  featureSet?: string;
   workflowId?: string;
   wait?: boolean;
 }
@@ -30,6 +31,7 @@ program
   .option('--synthetic <rows>', 'ingest this many new synthetic bookings instead of a file (a refresh run)')
   .option('--seed <n>', 'seed of the synthetic batch (default: derived from the workflow id)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
+  .option('--feature-set <name>', 'feature set from config/project.yml (default: model.feature_set)')
   .option('--workflow-id <id>', 'business id of the run; starting an id that is running attaches to it')
   .option('--wait', 'wait for the result and print it as JSON')
   .action(async (options: RunOptions) => {
@@ -37,7 +39,12 @@ program
     const synthetic = options.synthetic
       ? { rows: Number(options.synthetic), ...(options.seed ? { seed: Number(options.seed) } : {}) }
       : undefined;
-    const spec = pipelineSpec({ dataPath: options.data && path.resolve(options.data), synthetic, env: options.env });
+    const spec = pipelineSpec({
+      dataPath: options.data && path.resolve(options.data),
+      synthetic,
+      env: options.env,
+      featureSet: options.featureSet,
+    });
     const client = await connectClient(settings);
     const handle = await startPipeline(client, settings, spec, options.workflowId);
     const { runId } = await handle.describe();

@@ -19,6 +19,7 @@ const SYNTHETIC_ROWS = 20_000;
 interface DemoOptions {
   data?: string;
   env?: string;
+  featureSet?: string;
   exit?: boolean;
 }
 
@@ -64,7 +65,7 @@ Pipeline finished.
   Changes       ${(['train', 'test', 'extra'] as const).map((t) => `${t} +${tables.changes[t].inserted} ~${tables.changes[t].updated} -${tables.changes[t].deleted}`).join(', ')} (inserted ~updated -deleted)
   Data quality
 ${formatQualityReport(tables.report, '    ')}
-  Metrics       accuracy ${metric('accuracy')}, roc_auc ${metric('roc_auc')}, f1 ${metric('f1')}
+  Metrics       ${training.params.feature_set ?? 'course'} features: accuracy ${metric('accuracy')}, roc_auc ${metric('roc_auc')}, f1 ${metric('f1')}
   Model version ${modelVersion.name} version ${modelVersion.version} (alias ${modelVersion.alias})
   Promotion     ${promotion ? formatPromotion(promotion) : 'none: the run started before the promotion gate existed'}
 ${endpoint}
@@ -98,7 +99,7 @@ async function run(options: DemoOptions): Promise<void> {
 
   try {
     const dataPath = resolveData(options, settings);
-    const spec = pipelineSpec({ dataPath, env: options.env });
+    const spec = pipelineSpec({ dataPath, env: options.env, featureSet: options.featureSet });
     stack = await startStack(settings);
 
     const workerLog = path.join(logsDir(settings), 'worker.log');
@@ -155,6 +156,7 @@ const program = new Command('demo')
   .description('Run the end-to-end pipeline on the embedded local stack')
   .option('--data <path>', 'bookings CSV to ingest (default: data/hotel_reservations.csv, else synthetic data)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
+  .option('--feature-set <name>', 'feature set from config/project.yml (default: model.feature_set)')
   .option('--exit', 'stop the stack when the pipeline has finished')
   .action(async (options: DemoOptions) => run(options));
 

@@ -27,6 +27,8 @@ export interface PipelineRequest {
   /** Ingest a batch of new synthetic bookings instead of a file. */
   synthetic?: { rows: number; seed?: number };
   env?: string;
+  /** Feature set to train with instead of model.feature_set. */
+  featureSet?: string;
   configFile?: string;
   workflowId?: string;
   serving?: Partial<ServingSpec>;
@@ -54,6 +56,7 @@ export function pipelineSpec(request: PipelineRequest): PipelineSpec {
     gitSha: git(['rev-parse', 'HEAD']) ?? 'unknown',
     branch: git(['rev-parse', '--abbrev-ref', 'HEAD']) ?? 'unknown',
     serving: request.serving,
+    featureSet: request.featureSet,
   });
   return request.synthetic ? { ...spec, syntheticBatch: request.synthetic } : spec;
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { REPO_ROOT } from '../common/paths';
-import type { PipelineSpec } from '../workflows/types';
+import type { PipelineSpec, TrainingSpec } from '../workflows/types';
 import { ProjectConfigSchema, type ProjectConfig } from './schema';
 
 export const DEFAULT_CONFIG_FILE = path.join(REPO_ROOT, 'config', 'project.yml');
@@ -56,6 +56,27 @@ export interface SpecOptions {
   branch: string;
   /** Overrides of serving timings, used by tests that cannot wait minutes. */
   serving?: Partial<PipelineSpec['serving']>;
+  /** Feature set to train with instead of model.feature_set. */
+  featureSet?: string;
+}
+
+/** Returns the training settings of one feature set; an unknown name fails with the defined ones. */
+export function trainingSpec(config: ProjectConfig, featureSet: string): TrainingSpec {
+  const set = config.feature_sets[featureSet];
+  if (!set) {
+    throw new Error(
+      `Unknown feature set ${JSON.stringify(featureSet)}. Choose one of ${Object.keys(config.feature_sets).join(', ')} ` +
+        '(feature_sets in config/project.yml).',
+    );
+  }
+  return {
+    featureSet,
+    numericInputs: set.numeric_inputs,
+    categoricalInputs: set.categorical_inputs,
+    derivedInputs: set.derived_inputs,
+    parameters: set.parameters,
+    seed: config.model.seed,
+  };
 }
 
 /** Resolves the config into the plain pipeline spec a workflow run carries. */
@@ -81,12 +102,7 @@ export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): 
       onInvalidRows: config.data.on_invalid_rows,
       tables: config.tables,
     },
-    training: {
-      numericInputs: config.model.numeric_inputs,
-      categoricalInputs: config.model.categorical_inputs,
-      parameters: config.model.parameters,
-      seed: config.model.seed,
-    },
+    training: trainingSpec(config, options.featureSet ?? config.model.feature_set),
     tracking: {
       experiment: variant.experiment,
       artifactPath: variant.artifact_path,

@@ -20,6 +20,16 @@ const Alias = z
 /** Test metrics the promotion gate can compare; log_loss is the one where lower is better. */
 export const PromotionMetric = z.enum(['accuracy', 'roc_auc', 'precision', 'recall', 'f1', 'log_loss']);
 
+const FeatureSet = z
+  .object({
+    numeric_inputs: z.array(Identifier).min(1),
+    categorical_inputs: z.array(Identifier),
+    /** Features the model pipeline computes from the inputs; the train job checks the names. */
+    derived_inputs: z.array(Identifier),
+    parameters: z.record(z.string(), z.union([z.number(), z.string(), z.boolean()])),
+  })
+  .strict();
+
 const Environment = z.object({ catalog: Identifier, schema: Identifier }).strict();
 
 const Variant = z
@@ -64,14 +74,10 @@ export const ProjectConfigSchema = z
     tables: z
       .object({ train: Identifier, test: Identifier, extra: Identifier, quarantine: Identifier.default('quarantine') })
       .strict(),
-    model: z
-      .object({
-        numeric_inputs: z.array(Identifier).min(1),
-        categorical_inputs: z.array(Identifier),
-        parameters: z.record(z.string(), z.union([z.number(), z.string(), z.boolean()])),
-        seed: z.number().int(),
-      })
-      .strict(),
+    model: z.object({ feature_set: Identifier, seed: z.number().int() }).strict(),
+    feature_sets: z.record(Identifier, FeatureSet).refine((sets) => Object.keys(sets).length > 0, {
+      message: 'must define at least one feature set',
+    }),
     variants: z.object({ basic: Variant }).strict(),
     registry: z
       .object({
@@ -116,6 +122,30 @@ export const ProjectConfigSchema = z
           code: 'custom',
           path: ['data', 'value_corrections', column],
           message: `corrections apply to categorical features only; ${column} is not in data.categorical_features`,
+        });
+      }
+    }
+    if (!(config.model.feature_set in config.feature_sets)) {
+      context.addIssue({
+        code: 'custom',
+        path: ['model', 'feature_set'],
+        message: `unknown feature set ${config.model.feature_set}; defined: ${Object.keys(config.feature_sets).join(', ')}`,
+      });
+    }
+    const columns = new Set([
+      ...config.data.numeric_features.map((f) => config.data.renames[f.name] ?? f.name),
+      ...config.data.categorical_features.map((name) => config.data.renames[name] ?? name),
+    ]);
+    for (const [name, set] of Object.entries(config.feature_sets)) {
+      for (const [key, inputs] of [['numeric_inputs', set.numeric_inputs], ['categorical_inputs', set.categorical_inputs]] as const) {
+        inputs.forEach((input, index) => {
+          if (!columns.has(input)) {
+            context.addIssue({
+              code: 'custom',
+              path: ['feature_sets', name, key, index],
+              message: `${input} is not a column of the ingested tables; use one of data.numeric_features or data.categorical_features`,
+            });
+          }
         });
       }
     }

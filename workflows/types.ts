@@ -34,7 +34,11 @@ export interface IngestSpec {
 }
 
 export interface TrainingSpec {
+  /** Name of the feature set in the config. */
+  featureSet: string;
   numericInputs: string[];
+  /** Features the model pipeline computes from the inputs. */
+  derivedInputs: string[];
   categoricalInputs: string[];
   parameters: Record<string, number | string | boolean>;
   seed: number;

@@ -6,10 +6,11 @@ from sklearn.compose import ColumnTransformer
 from hotel_mlops.model import build_pipeline, classifier_parameters
 
 
-def test_pipeline_builds_both_steps():
+def test_pipeline_builds_all_steps():
     pipeline = build_pipeline(NUMERIC_INPUTS, CATEGORICAL_INPUTS, TEST_PARAMETERS, seed=7)
 
-    assert list(pipeline.named_steps) == ["preprocessing", "classifier"]
+    assert list(pipeline.named_steps) == ["derive", "preprocessing", "classifier"]
+    assert pipeline.named_steps["derive"].names == ()
     assert isinstance(pipeline.named_steps["preprocessing"], ColumnTransformer)
     classifier = pipeline.named_steps["classifier"]
     assert isinstance(classifier, LGBMClassifier)
@@ -44,3 +45,16 @@ def test_spec_parameters_override_fixed_settings():
 def test_random_state_parameter_rejected():
     with pytest.raises(ValueError, match="random_state"):
         classifier_parameters({"random_state": 1}, seed=3)
+
+
+def test_pipeline_uses_derived_inputs():
+    bookings = make_bookings(300, seed=4)
+    numeric = [*NUMERIC_INPUTS, "arrival_year", "arrival_month", "arrival_date"]
+    pipeline = build_pipeline(
+        numeric, CATEGORICAL_INPUTS, TEST_PARAMETERS, seed=1, derived_inputs=["arrival_weekday"]
+    )
+    pipeline.fit(bookings[numeric + CATEGORICAL_INPUTS], bookings["booking_status"])
+
+    names = list(pipeline.named_steps["preprocessing"].get_feature_names_out())
+    assert "numeric__arrival_weekday" in names
+    assert pipeline.named_steps["classifier"].n_features_in_ == len(names)

@@ -193,14 +193,15 @@ describe('trainAndDeploy on the local stack', () => {
   it('turns a 409 conflict into a retried deployment', async () => {
     const name = first.modelVersion.name;
     const target = (version: string) => ({ serving: spec.serving, modelName: name, version });
-    // Start an update to the first version, then deploy the second one while that update is running.
+    // The endpoint serves the champion (the first version). Start an update to the second version, then
+    // deploy the first one again while that update is running.
     await serving.updateConfig(spec.serving.endpoint, {
       served_entities: [
-        { entity_name: name, entity_version: first.modelVersion.version, workload_size: 'Small', scale_to_zero_enabled: true },
+        { entity_name: name, entity_version: second.modelVersion.version, workload_size: 'Small', scale_to_zero_enabled: true },
       ],
     });
     const busy = await quietActivityEnvironment()
-      .run(deployServingEndpoint, serving, target(second.modelVersion.version))
+      .run(deployServingEndpoint, serving, target(first.modelVersion.version))
       .catch((error: ApplicationFailure) => error);
     expect((busy as ApplicationFailure).type).toBe('EndpointBusy');
     expect((busy as ApplicationFailure).nonRetryable).toBe(false);
@@ -211,7 +212,7 @@ describe('trainAndDeploy on the local stack', () => {
       args: [
         {
           serving: spec.serving,
-          model: { name, version: second.modelVersion.version },
+          model: { name, version: first.modelVersion.version },
           test: first.tables.test,
           inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
         },
@@ -226,7 +227,7 @@ describe('trainAndDeploy on the local stack', () => {
       .map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 1);
     expect(Math.max(...deployAttempts)).toBeGreaterThan(1);
     const endpoint = await serving.get(spec.serving.endpoint);
-    expect(endpoint?.config?.served_entities[0].entity_version).toBe(second.modelVersion.version);
+    expect(endpoint?.config?.served_entities[0].entity_version).toBe(first.modelVersion.version);
   }, 900_000);
 
   it('merges a synthetic refresh batch into the tables', async () => {

@@ -17,9 +17,44 @@ describe('project config', () => {
   it('loads the shipped config', () => {
     const config = loadProjectConfig();
     expect(config.environments.dev).toEqual({ catalog: 'mlops_dev', schema: 'acikgozm' });
-    expect(config.model.numeric_inputs).toHaveLength(11);
-    expect(config.model.categorical_inputs).toEqual(['type_of_meal_plan', 'room_type_reserved']);
-    expect(config.model.parameters).toEqual({ learning_rate: 0.02, n_estimators: 500, num_leaves: 17 });
+    expect(config.model.feature_set).toBe('course');
+    const course = config.feature_sets.course;
+    expect(course.numeric_inputs).toHaveLength(11);
+    expect(course.categorical_inputs).toEqual(['type_of_meal_plan', 'room_type_reserved']);
+    expect(course.derived_inputs).toEqual([]);
+    expect(course.parameters).toEqual({ learning_rate: 0.02, n_estimators: 500, num_leaves: 17 });
+  });
+
+  it('defines the extended feature set on top of the course inputs', () => {
+    const { course, extended } = loadProjectConfig().feature_sets;
+    expect(extended.numeric_inputs).toEqual([...course.numeric_inputs, 'arrival_year', 'arrival_month', 'arrival_date']);
+    expect(extended.derived_inputs).toEqual(expect.arrayContaining(['arrival_weekday', 'booking_month', 'total_nights']));
+  });
+
+  it('trains the feature set chosen for a run', () => {
+    const config = loadProjectConfig();
+    const base = { env: 'dev', sourcePath: 'data.csv', gitSha: 'abc', branch: 'main' };
+    expect(buildPipelineSpec(config, base).training.featureSet).toBe('course');
+    const extended = buildPipelineSpec(config, { ...base, featureSet: 'extended' }).training;
+    expect(extended.featureSet).toBe('extended');
+    expect(extended.derivedInputs).toHaveLength(9);
+    expect(() => buildPipelineSpec(config, { ...base, featureSet: 'wide' })).toThrow(
+      'Unknown feature set "wide". Choose one of course, extended',
+    );
+  });
+
+  it('rejects a feature set input that the tables lack', () => {
+    const file = writeConfig((config) => {
+      (config.feature_sets as Record<string, { numeric_inputs: string[] }>).course.numeric_inputs.push('lead_days');
+    });
+    expect(() => loadProjectConfig(file)).toThrow(/feature_sets\.course\.numeric_inputs\.11.*lead_days is not a column/);
+  });
+
+  it('rejects an unknown default feature set', () => {
+    const file = writeConfig((config) => {
+      (config.model as Record<string, unknown>).feature_set = 'wide';
+    });
+    expect(() => loadProjectConfig(file)).toThrow(/model\.feature_set.*unknown feature set wide; defined: course, extended/);
   });
 
   it('builds the pipeline spec with catalog-prefixed names', () => {

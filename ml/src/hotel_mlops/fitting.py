@@ -39,7 +39,9 @@ def fit_and_evaluate(
 
     The second item has the keys ``metrics`` and ``params`` of the job result.
     """
-    pipeline = build_pipeline(spec.numeric_inputs, spec.categorical_inputs, spec.parameters, spec.seed)
+    pipeline = build_pipeline(
+        spec.numeric_inputs, spec.categorical_inputs, spec.parameters, spec.seed, spec.derived_inputs
+    )
     started = time.monotonic()
     try:
         pipeline.fit(train.features, train.labels)
@@ -54,7 +56,12 @@ def fit_and_evaluate(
     log.info("Evaluated pipeline on the test table", **metrics)
 
     # get_params() lists every LightGBM setting, including defaults and random_state.
-    params = {"model_type": MODEL_TYPE, **pipeline.named_steps["classifier"].get_params()}
+    params = {
+        "model_type": MODEL_TYPE,
+        **({"feature_set": spec.feature_set} if spec.feature_set else {}),
+        **({"derived_inputs": ",".join(spec.derived_inputs)} if spec.derived_inputs else {}),
+        **pipeline.named_steps["classifier"].get_params(),
+    }
     return pipeline, {"metrics": metrics, "params": params}
 
 

@@ -10,6 +10,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from hotel_mlops.features import DerivedFeatures
+
 MODEL_TYPE = "LGBMClassifier with preprocessing"
 
 # The model is saved in the skops format, MLflow 3.17's default outside Databricks, because loading a
@@ -19,6 +21,7 @@ SKOPS_TRUSTED_TYPES = [
     "collections.OrderedDict",
     "lightgbm.basic.Booster",
     "lightgbm.sklearn.LGBMClassifier",
+    "hotel_mlops.features.DerivedFeatures",
 ]
 
 # Settings that make a refit on the same data give identical trees. One thread keeps the result
@@ -47,18 +50,26 @@ def build_pipeline(
     categorical_inputs: Sequence[str],
     parameters: dict[str, Any],
     seed: int,
+    derived_inputs: Sequence[str] = (),
 ) -> Pipeline:
     """Build an unfitted pipeline that expects a DataFrame with the named input columns.
 
-    Categories not seen during fit encode as all zeros, so a new room type at serving time still
-    gets a prediction.
+    The pipeline first appends the ``derived_inputs`` computed from those columns (see
+    ``hotel_mlops.features``). Categories not seen during fit encode as all zeros, so a new room type
+    at serving time still gets a prediction.
     """
     preprocessing = ColumnTransformer(
         transformers=[
             ("categorical", OneHotEncoder(handle_unknown="ignore"), list(categorical_inputs)),
-            ("numeric", "passthrough", list(numeric_inputs)),
+            ("numeric", "passthrough", [*numeric_inputs, *derived_inputs]),
         ],
         remainder="drop",
     )
     classifier = LGBMClassifier(**classifier_parameters(parameters, seed))
-    return Pipeline(steps=[("preprocessing", preprocessing), ("classifier", classifier)])
+    return Pipeline(
+        steps=[
+            ("derive", DerivedFeatures(tuple(derived_inputs))),
+            ("preprocessing", preprocessing),
+            ("classifier", classifier),
+        ]
+    )

@@ -38,6 +38,10 @@ class TrainSpec:
     # Rows are sorted by this column before fitting, so the model depends only on the set of rows and
     # not on the order in which a table version stores them.
     key_column: str | None = None
+    # Features the pipeline computes from the inputs (names from hotel_mlops.features).
+    derived_inputs: tuple[str, ...] = ()
+    # Name of the feature set in the project config, recorded as a run parameter.
+    feature_set: str | None = None
 
     @property
     def input_columns(self) -> list[str]:
@@ -55,6 +59,7 @@ class TrainSpec:
             "parameters": self.parameters,
             "seed": self.seed,
             "key_column": self.key_column,
+            "derived_inputs": list(self.derived_inputs),
         }
 
 
@@ -143,6 +148,11 @@ def parse_train_spec(raw: Any) -> TrainSpec:
                 f"{replacement!r} field. Remove parameters.{key} and set {replacement!r} instead."
             )
 
+    derived_inputs = (
+        _require_name_list(spec, "derived_inputs", allow_empty=True) if "derived_inputs" in spec else ()
+    )
+    _check_derived_inputs(derived_inputs, (*numeric_inputs, *categorical_inputs))
+
     return TrainSpec(
         train_path=_require_absolute_path(spec, "train_path"),
         test_path=_require_absolute_path(spec, "test_path"),
@@ -153,6 +163,8 @@ def parse_train_spec(raw: Any) -> TrainSpec:
         parameters=parameters,
         seed=_require_int(spec, "seed"),
         key_column=_optional_str(spec, "key_column"),
+        derived_inputs=derived_inputs,
+        feature_set=_optional_str(spec, "feature_set"),
     )
 
 
@@ -167,6 +179,25 @@ def parse_score_spec(raw: Any) -> ScoreSpec:
         categorical_inputs=_require_name_list(spec, "categorical_inputs", allow_empty=True),
         key_column=_optional_str(spec, "key_column"),
     )
+
+
+def _check_derived_inputs(derived: tuple[str, ...], inputs: tuple[str, ...]) -> None:
+    """Raise ``InvalidInputError`` for an unknown derived feature or a raw field it needs but lacks."""
+    from hotel_mlops.features import DERIVED_FEATURES, REQUIRED_RAW_FIELDS
+
+    unknown = [name for name in derived if name not in DERIVED_FEATURES]
+    if unknown:
+        raise InvalidInputError(
+            f"Invalid spec: unknown derived_inputs {', '.join(unknown)}. "
+            f"Choose from {', '.join(sorted(DERIVED_FEATURES))}."
+        )
+    missing = sorted(
+        {field for name in derived for field in REQUIRED_RAW_FIELDS[name] if field not in inputs}
+    )
+    if missing:
+        raise InvalidInputError(
+            f"Invalid spec: derived_inputs need the inputs {', '.join(missing)}. Add them to numeric_inputs."
+        )
 
 
 def parse_log_spec(raw: Any) -> LogSpec:
