@@ -9,7 +9,13 @@ import { ingestBookings, openDuckDB, type IngestInput } from './ingestion';
 import { quoteIdent, quoteLiteral } from './ingestion-sql';
 import { applyPromotion, evaluatePromotion, type ApplyPromotionInput, type PromotionInput } from './promotion';
 import { registerModelVersion, type RegisterInput } from './registry';
-import { deployServingEndpoint, smokeTestEndpoint, waitForEndpointReady, type DeployInput } from './serving';
+import {
+  deployServingEndpoint,
+  smokeTestEndpoint,
+  waitForEndpointReady,
+  type DeployInput,
+  type PredictionOutput,
+} from './serving';
 import { generateSyntheticBatch, type SyntheticBatchInput } from './synthetic';
 import { logTrainingRun, trainModel, type LogRunInput, type TrainInput } from './training';
 
@@ -17,6 +23,8 @@ export interface SmokeTestTableInput {
   endpoint: string;
   test: TableRef;
   inputs: string[];
+  /** Prediction shape of the served model; absent in runs recorded before it existed (label). */
+  output?: PredictionOutput;
 }
 
 /** Reads the first test-table row (by booking id) restricted to the model inputs. */
@@ -62,7 +70,7 @@ export function createActivities(settings: StackSettings) {
     },
     smokeTestEndpoint: async (input: SmokeTestTableInput): Promise<SmokeTestResult> => {
       const record = await readSmokeTestRecord(catalogRoot, input);
-      return smokeTestEndpoint(serving, { endpoint: input.endpoint, record, allowedPredictions: [0, 1] });
+      return smokeTestEndpoint(serving, { endpoint: input.endpoint, record, output: input.output ?? 'label' });
     },
   };
 }

@@ -138,8 +138,24 @@ export async function waitForEndpointReady(client: ServingClient, input: WaitInp
 export interface SmokeTestInput {
   endpoint: string;
   record: Record<string, unknown>;
-  /** Prediction values a healthy model may return. */
-  allowedPredictions: unknown[];
+  /**
+   * Shape of one prediction: `label` is 0 or 1 (sklearn models), `label_and_probability` is
+   * `{prediction: 0|1, probability: 0..1}` with the label matching the probability (the pyfunc model).
+   */
+  output: PredictionOutput;
+}
+
+export type PredictionOutput = 'label' | 'label_and_probability';
+
+/** Returns why a prediction breaks the output contract, or undefined when it conforms. */
+export function predictionProblem(prediction: unknown, output: PredictionOutput): string | undefined {
+  if (output === 'label') return prediction === 0 || prediction === 1 ? undefined : 'expected 0 or 1';
+  const record = prediction as { prediction?: unknown; probability?: unknown } | null;
+  if (typeof record !== 'object' || record === null) return 'expected an object with prediction and probability';
+  const { prediction: label, probability } = record;
+  if (typeof probability !== 'number' || !(probability >= 0 && probability <= 1)) return 'expected probability between 0 and 1';
+  if (label !== (probability > 0.5 ? 1 : 0)) return 'expected prediction 1 exactly when probability is above 0.5';
+  return undefined;
 }
 
 /** Sends one record to the endpoint and checks that the response has the Databricks shape and a valid label. */
@@ -159,11 +175,9 @@ export async function smokeTestEndpoint(client: ServingClient, input: SmokeTestI
     );
   }
   const predictions = body.predictions;
-  if (predictions.length !== 1 || !input.allowedPredictions.includes(predictions[0])) {
-    throw smokeTestFailed(
-      `Smoke test of ${input.endpoint} returned predictions ${JSON.stringify(predictions)}; ` +
-        `expected one value out of ${JSON.stringify(input.allowedPredictions)}.`,
-    );
+  const problem = predictions.length === 1 ? predictionProblem(predictions[0], input.output) : 'expected one prediction';
+  if (problem) {
+    throw smokeTestFailed(`Smoke test of ${input.endpoint} returned predictions ${JSON.stringify(predictions)}: ${problem}.`);
   }
   log.info('Smoke test passed', { endpoint: input.endpoint, latencyMs: result.latencyMs, servedModel: result.servedModel });
   return {

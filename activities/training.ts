@@ -45,6 +45,7 @@ export async function trainModel(catalogRoot: string, jobsRoot: string, input: T
       categorical_inputs: input.training.categoricalInputs,
       derived_inputs: input.training.derivedInputs,
       feature_set: input.training.featureSet,
+      flavor: input.training.flavor,
       parameters: input.training.parameters,
       seed: input.training.seed,
     },

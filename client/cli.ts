@@ -18,6 +18,7 @@ interface RunOptions {
   seed?: string;
   env?: string;
   featureSet?: string;
+  variant?: string;
   workflowId?: string;
   wait?: boolean;
 }
@@ -32,6 +33,7 @@ program
   .option('--seed <n>', 'seed of the synthetic batch (default: derived from the workflow id)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
   .option('--feature-set <name>', 'feature set from config/project.yml (default: model.feature_set)')
+  .option('--variant <name>', 'model variant from config/project.yml: basic or custom (default: basic)')
   .option('--workflow-id <id>', 'business id of the run; starting an id that is running attaches to it')
   .option('--wait', 'wait for the result and print it as JSON')
   .action(async (options: RunOptions) => {
@@ -44,6 +46,7 @@ program
       synthetic,
       env: options.env,
       featureSet: options.featureSet,
+      variant: options.variant,
     });
     const client = await connectClient(settings);
     const handle = await startPipeline(client, settings, spec, options.workflowId);

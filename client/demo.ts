@@ -20,6 +20,7 @@ interface DemoOptions {
   data?: string;
   env?: string;
   featureSet?: string;
+  variant?: string;
   exit?: boolean;
 }
 
@@ -99,7 +100,7 @@ async function run(options: DemoOptions): Promise<void> {
 
   try {
     const dataPath = resolveData(options, settings);
-    const spec = pipelineSpec({ dataPath, env: options.env, featureSet: options.featureSet });
+    const spec = pipelineSpec({ dataPath, env: options.env, featureSet: options.featureSet, variant: options.variant });
     stack = await startStack(settings);
 
     const workerLog = path.join(logsDir(settings), 'worker.log');
@@ -157,6 +158,7 @@ const program = new Command('demo')
   .option('--data <path>', 'bookings CSV to ingest (default: data/hotel_reservations.csv, else synthetic data)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
   .option('--feature-set <name>', 'feature set from config/project.yml (default: model.feature_set)')
+  .option('--variant <name>', 'model variant from config/project.yml: basic or custom (default: basic)')
   .option('--exit', 'stop the stack when the pipeline has finished')
   .action(async (options: DemoOptions) => run(options));
 

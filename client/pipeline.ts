@@ -8,7 +8,7 @@ import { buildPipelineSpec, loadProjectConfig, resolveEnvironment, DEFAULT_CONFI
 import { temporalAddress, temporalUiUrl, type StackSettings } from '../config/stack';
 import { trainAndDeploy } from '../workflows';
 import { MLOPS_ENV, MLOPS_MODEL } from '../workflows/search-attributes';
-import type { PipelineSpec, ServingSpec } from '../workflows/types';
+import type { PipelineSpec, ServingSpec, VariantName } from '../workflows/types';
 
 /** The real dataset's conventional location; the file is not committed. */
 export const DEFAULT_DATA_FILE = path.join(REPO_ROOT, 'data', 'hotel_reservations.csv');
@@ -29,6 +29,8 @@ export interface PipelineRequest {
   env?: string;
   /** Feature set to train with instead of model.feature_set. */
   featureSet?: string;
+  /** Model variant (default basic). */
+  variant?: string;
   configFile?: string;
   workflowId?: string;
   serving?: Partial<ServingSpec>;
@@ -57,6 +59,7 @@ export function pipelineSpec(request: PipelineRequest): PipelineSpec {
     branch: git(['rev-parse', '--abbrev-ref', 'HEAD']) ?? 'unknown',
     serving: request.serving,
     featureSet: request.featureSet,
+    variant: request.variant as VariantName | undefined,
   });
   return request.synthetic ? { ...spec, syntheticBatch: request.synthetic } : spec;
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { REPO_ROOT } from '../common/paths';
-import type { PipelineSpec, TrainingSpec } from '../workflows/types';
+import type { PipelineSpec, TrainingSpec, VariantName } from '../workflows/types';
 import { ProjectConfigSchema, type ProjectConfig } from './schema';
 
 export const DEFAULT_CONFIG_FILE = path.join(REPO_ROOT, 'config', 'project.yml');
@@ -58,6 +58,8 @@ export interface SpecOptions {
   serving?: Partial<PipelineSpec['serving']>;
   /** Feature set to train with instead of model.feature_set. */
   featureSet?: string;
+  /** Model variant from the config's variants (default basic). */
+  variant?: VariantName;
 }
 
 /** Returns the training settings of one feature set; an unknown name fails with the defined ones. */
@@ -70,6 +72,7 @@ export function trainingSpec(config: ProjectConfig, featureSet: string): Trainin
     );
   }
   return {
+    flavor: 'sklearn',
     featureSet,
     numericInputs: set.numeric_inputs,
     categoricalInputs: set.categorical_inputs,
@@ -82,14 +85,18 @@ export function trainingSpec(config: ProjectConfig, featureSet: string): Trainin
 /** Resolves the config into the plain pipeline spec a workflow run carries. */
 export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): PipelineSpec {
   const { catalog, schema } = config.environments[options.env];
-  const variant = config.variants.basic;
+  const variantName = options.variant ?? 'basic';
+  const variant = config.variants[variantName];
+  if (!variant) {
+    throw new Error(`Unknown variant ${JSON.stringify(variantName)}. Choose one of ${Object.keys(config.variants).join(', ')}.`);
+  }
   const prefix = config.registry.use_catalog_prefix ? `${catalog}.${schema}.` : '';
   return {
     env: options.env,
     catalog,
     schema,
     sourcePath: path.resolve(options.sourcePath),
-    variant: 'basic',
+    variant: variantName,
     ingest: {
       idColumn: config.data.id_column,
       renames: config.data.renames,
@@ -102,7 +109,7 @@ export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): 
       onInvalidRows: config.data.on_invalid_rows,
       tables: config.tables,
     },
-    training: trainingSpec(config, options.featureSet ?? config.model.feature_set),
+    training: { ...trainingSpec(config, options.featureSet ?? config.model.feature_set), flavor: variant.flavor },
     tracking: {
       experiment: variant.experiment,
       artifactPath: variant.artifact_path,

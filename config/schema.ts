@@ -38,6 +38,8 @@ const Variant = z
     registered_model: Identifier,
     artifact_path: z.string().regex(/^[A-Za-z0-9_.-]+$/),
     endpoint: EndpointName,
+    /** sklearn: the pipeline, predicting 0/1. pyfunc: the custom wrapper, predicting label and probability. */
+    flavor: z.enum(['sklearn', 'pyfunc']),
   })
   .strict();
 
@@ -78,7 +80,7 @@ export const ProjectConfigSchema = z
     feature_sets: z.record(Identifier, FeatureSet).refine((sets) => Object.keys(sets).length > 0, {
       message: 'must define at least one feature set',
     }),
-    variants: z.object({ basic: Variant }).strict(),
+    variants: z.object({ basic: Variant, custom: Variant }).strict(),
     registry: z
       .object({
         use_catalog_prefix: z.boolean(),

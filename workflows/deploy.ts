@@ -16,7 +16,7 @@ const { smokeTestEndpoint } = proxyActivities<Activities>({
 export async function deployAndVerify(
   serving: PipelineSpec['serving'],
   model: { name: string; version: string },
-  smokeTest: { test: TableRef; inputs: string[] },
+  smokeTest: { test: TableRef; inputs: string[]; output?: 'label' | 'label_and_probability' },
 ): Promise<{ deployment: EndpointDeployment; smokeTest: SmokeTestResult }> {
   const { deployServingEndpoint } = proxyActivities<Activities>({
     startToCloseTimeout: '2m',
@@ -40,6 +40,8 @@ export interface DeployModelVersionInput {
   model: { name: string; version: string };
   test: TableRef;
   inputs: string[];
+  /** Prediction shape of the model (default label: 0 or 1). */
+  output?: 'label' | 'label_and_probability';
 }
 
 /** Deploys an already registered model version, for redeploys and rollbacks from the CLI. */
@@ -47,5 +49,5 @@ export async function deployModelVersion(input: DeployModelVersionInput): Promis
   deployment: EndpointDeployment;
   smokeTest: SmokeTestResult;
 }> {
-  return deployAndVerify(input.serving, input.model, { test: input.test, inputs: input.inputs });
+  return deployAndVerify(input.serving, input.model, { test: input.test, inputs: input.inputs, output: input.output });
 }

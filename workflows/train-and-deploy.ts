@@ -122,6 +122,7 @@ export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult
   const { deployment, smokeTest } = await deployAndVerify(spec.serving, champion, {
     test: tables.test,
     inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
+    output: spec.training.flavor === 'pyfunc' ? 'label_and_probability' : 'label',
   });
 
   stage('done');

@@ -33,7 +33,11 @@ export interface IngestSpec {
   tables: { train: string; test: string; extra: string; quarantine: string };
 }
 
+export type VariantName = 'basic' | 'custom';
+
 export interface TrainingSpec {
+  /** sklearn: the pipeline, predicting 0/1. pyfunc: the custom wrapper, predicting label and probability. */
+  flavor: 'sklearn' | 'pyfunc';
   /** Name of the feature set in the config. */
   featureSet: string;
   numericInputs: string[];
@@ -121,7 +125,7 @@ export interface PipelineSpec {
   sourcePath: string;
   /** Generate this many new synthetic bookings and ingest them instead of a file (refresh runs). */
   syntheticBatch?: { rows: number; seed?: number };
-  variant: 'basic';
+  variant: VariantName;
   ingest: IngestSpec;
   training: TrainingSpec;
   tracking: { experiment: string; artifactPath: string; gitSha: string; branch: string };

@@ -6,11 +6,13 @@ the input data passed validation.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import mlflow.pyfunc
 import mlflow.sklearn
 from lightgbm.basic import LightGBMError
 from mlflow.models import infer_signature
@@ -26,6 +28,8 @@ from hotel_mlops.spec import TrainSpec
 # Rows used to infer the model signature. The types come from the DataFrame dtypes, so a few suffice.
 _SIGNATURE_SAMPLE_ROWS = 100
 _INPUT_EXAMPLE_ROWS = 5
+# The original project's custom model logged its first 4 input rows as the example.
+_CUSTOM_INPUT_EXAMPLE_ROWS = 4
 
 # Distributions that a serving environment needs to load the skops file and run the pipeline.
 # MLflow adds its own pinned version to the list.
@@ -63,6 +67,39 @@ def fit_and_evaluate(
         **pipeline.named_steps["classifier"].get_params(),
     }
     return pipeline, {"metrics": metrics, "params": params}
+
+
+def save_model(spec: TrainSpec, pipeline: Pipeline, train: Split, path: Path) -> None:
+    """Save the model of ``spec.flavor`` as an MLflow model folder."""
+    if spec.flavor == "pyfunc":
+        save_custom_model(pipeline, train, path)
+    else:
+        save_pipeline(pipeline, train, path)
+
+
+def save_custom_model(pipeline: Pipeline, train: Split, path: Path) -> None:
+    """Save the pyfunc wrapper, serialised with cloudpickle, with the package wheel in its code paths.
+
+    The wheel makes hotel_mlops importable wherever the model is loaded, and the pip requirement
+    ``code/<wheel>`` installs it in a serving environment built from the requirements.
+    """
+    from hotel_mlops.pyfunc_model import BookingCancellationModel, build_package_wheel
+
+    wrapper = BookingCancellationModel(pipeline)
+    sample = train.features.head(_SIGNATURE_SAMPLE_ROWS)
+    with tempfile.TemporaryDirectory() as scratch:
+        wheel = build_package_wheel(Path(scratch))
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=wrapper,
+            code_paths=[str(wheel)],
+            signature=infer_signature(sample, wrapper.predict(None, sample)),
+            input_example=train.features.head(_CUSTOM_INPUT_EXAMPLE_ROWS),
+            pip_requirements=[
+                *(f"{name}=={metadata.version(name)}" for name in (*_SERVING_DISTRIBUTIONS, "cloudpickle")),
+                f"code/{wheel.name}",
+            ],
+        )
 
 
 def save_pipeline(pipeline: Pipeline, train: Split, path: Path) -> None:

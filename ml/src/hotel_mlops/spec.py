@@ -23,6 +23,9 @@ RESERVED_PARAMETERS = {"random_state": "seed", "seed": "seed", "random_seed": "s
 MLFLOW_MAX_DIGEST_LENGTH = 36
 
 
+MODEL_FLAVORS = ("sklearn", "pyfunc")
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     """Input of the ``train`` job."""
@@ -42,6 +45,9 @@ class TrainSpec:
     derived_inputs: tuple[str, ...] = ()
     # Name of the feature set in the project config, recorded as a run parameter.
     feature_set: str | None = None
+    # sklearn: the pipeline itself, whose predict returns 0/1. pyfunc: the custom wrapper in
+    # hotel_mlops.pyfunc_model, returning the label and the probability, with the package wheel.
+    flavor: str = "sklearn"
 
     @property
     def input_columns(self) -> list[str]:
@@ -60,6 +66,7 @@ class TrainSpec:
             "seed": self.seed,
             "key_column": self.key_column,
             "derived_inputs": list(self.derived_inputs),
+            "flavor": self.flavor,
         }
 
 
@@ -153,6 +160,12 @@ def parse_train_spec(raw: Any) -> TrainSpec:
     )
     _check_derived_inputs(derived_inputs, (*numeric_inputs, *categorical_inputs))
 
+    flavor = spec.get("flavor", "sklearn")
+    if flavor not in MODEL_FLAVORS:
+        raise InvalidInputError(
+            f"Invalid spec: flavor {flavor!r} is unknown. Use one of {', '.join(MODEL_FLAVORS)}."
+        )
+
     return TrainSpec(
         train_path=_require_absolute_path(spec, "train_path"),
         test_path=_require_absolute_path(spec, "test_path"),
@@ -165,6 +178,7 @@ def parse_train_spec(raw: Any) -> TrainSpec:
         key_column=_optional_str(spec, "key_column"),
         derived_inputs=derived_inputs,
         feature_set=_optional_str(spec, "feature_set"),
+        flavor=flavor,
     )
 
 

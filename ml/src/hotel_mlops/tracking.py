@@ -13,6 +13,7 @@ from typing import Any
 
 import mlflow
 import mlflow.data
+import mlflow.pyfunc
 import mlflow.sklearn
 import pandas as pd
 from mlflow.entities import LoggedModel, LoggedModelStatus, Run, RunStatus, ViewType
@@ -266,9 +267,22 @@ def _log_model(client: MlflowClient, spec: LogSpec, log: JobLogger) -> LoggedMod
     started = time.monotonic()
     model_dir = str(spec.model_dir)
     saved = Model.load(model_dir)
+    requirements = spec.model_dir / "requirements.txt"
+    if "sklearn" not in saved.flavors:
+        # The custom pyfunc model: log the same wrapper with the wheel it was saved with.
+        info = mlflow.pyfunc.log_model(
+            name=spec.artifact_path,
+            python_model=mlflow.pyfunc.load_model(model_dir).unwrap_python_model(),
+            code_paths=[str(wheel) for wheel in sorted((spec.model_dir / "code").glob("*.whl"))],
+            signature=saved.signature,
+            input_example=saved.load_input_example(model_dir),
+            pip_requirements=str(requirements) if requirements.is_file() else None,
+        )
+        log.info("Logged model", model_id=info.model_id, duration_s=round(time.monotonic() - started, 3))
+        return client.get_logged_model(info.model_id)
+
     pipeline = mlflow.sklearn.load_model(model_dir)
     flavor = saved.flavors.get("sklearn", {})
-    requirements = spec.model_dir / "requirements.txt"
     info = mlflow.sklearn.log_model(
         sk_model=pipeline,
         name=spec.artifact_path,

@@ -90,7 +90,7 @@ def run_train(spec: TrainSpec, log: JobLogger) -> dict[str, Any]:
     # Imported only now because lightgbm and mlflow take seconds to import, and invalid input
     # should fail fast.
     from hotel_mlops.evaluate import positive_class_probability
-    from hotel_mlops.fitting import fit_and_evaluate, save_pipeline
+    from hotel_mlops.fitting import fit_and_evaluate, save_model
     from hotel_mlops.report import write_evaluation
 
     pipeline, evaluation = fit_and_evaluate(spec, train, test, log)
@@ -107,7 +107,7 @@ def run_train(spec: TrainSpec, log: JobLogger) -> dict[str, Any]:
     }
 
     def write_output(staging: Path) -> None:
-        save_pipeline(pipeline, train, staging / MODEL_DIR_NAME)
+        save_model(spec, pipeline, train, staging / MODEL_DIR_NAME)
         probability = positive_class_probability(pipeline, test.features)
         write_evaluation(pipeline, test.features, test.labels, probability, staging / EVALUATION_DIR_NAME)
         write_json_atomic(staging / METRICS_FILE, result["metrics"])
