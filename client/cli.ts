@@ -1,12 +1,13 @@
 import os from 'node:os';
 import path from 'node:path';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { Command } from 'commander';
 import { writeSyntheticBookings } from '../activities/synthetic';
 import { loadProjectConfig, resolveEnvironment } from '../config/load';
 import { catalogDir, stackSettings } from '../config/stack';
 import { LocalCatalog } from '../platform/catalog/local';
-import { approveUpdate, rejectUpdate } from '../workflows/approval';
+import { approvalStateQuery, approveUpdate, rejectUpdate } from '../workflows/approval';
+import { variantWorkflowId } from '../workflows/ids';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
 import { connectClient, pipelineSpec, startPipeline, workflowPollerCount, workflowUiUrl } from './pipeline';
 import { formatQualityReport } from './quality-report';
@@ -33,7 +34,7 @@ program
   .option('--seed <n>', 'seed of the synthetic batch (default: derived from the workflow id)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
   .option('--feature-set <name>', 'feature set from config/project.yml (default: model.feature_set)')
-  .option('--variant <name>', 'model variant from config/project.yml: basic or custom (default: basic)')
+  .option('--variant <names>', 'variants to train: basic, custom, a comma-separated list or all (default: model.variants)')
   .option('--workflow-id <id>', 'business id of the run; starting an id that is running attaches to it')
   .option('--wait', 'wait for the result and print it as JSON')
   .action(async (options: RunOptions) => {
@@ -89,6 +90,21 @@ program
     );
   });
 
+/**
+ * Returns the run that waits for approval: the given run itself (trained inline by older versions) or
+ * one of its variant runs. Falls back to the given id, whose update then explains that nothing waits.
+ */
+async function waitingRun(client: Client, pipelineId: string, variants: string[]): Promise<string> {
+  for (const id of [pipelineId, ...variants.map((variant) => variantWorkflowId(pipelineId, variant))]) {
+    const state = await client.workflow
+      .getHandle(id)
+      .query(approvalStateQuery)
+      .catch(() => undefined);
+    if (state?.phase === 'waiting') return id;
+  }
+  return pipelineId;
+}
+
 for (const [name, update, verb] of [
   ['approve', approveUpdate, 'Approve'],
   ['reject', rejectUpdate, 'Reject'],
@@ -98,8 +114,12 @@ for (const [name, update, verb] of [
     .description(`${verb} the promotion a run waits for (registry.promotion.approval.required in the config)`)
     .option('--reason <text>', 'why, stored with the decision')
     .option('--by <name>', 'who decides (default: the current user)')
-    .action(async (workflowId: string, options: { reason?: string; by?: string }) => {
+    .option('--variant <name>', "the variant's run to decide for (default: the one that waits)")
+    .action(async (pipelineId: string, options: { reason?: string; by?: string; variant?: string }) => {
       const client = await connectClient(stackSettings());
+      const workflowId = options.variant
+        ? variantWorkflowId(pipelineId, options.variant)
+        : await waitingRun(client, pipelineId, Object.keys(loadProjectConfig().variants));
       const handle = client.workflow.getHandle(workflowId);
       try {
         const state = await handle.executeUpdate(update, {

@@ -9,7 +9,8 @@ import { startStack, stopServicesStartedHere, type StackHandle } from '../stack/
 import { installTemporalLogging } from '../worker/logging';
 import { createWorker } from '../worker/worker';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
-import type { PipelineResult, PromotionOutcome } from '../workflows/types';
+import { variantWorkflowId } from '../workflows/ids';
+import type { PipelineResult, PromotionOutcome, VariantResult } from '../workflows/types';
 import { connectClient, DEFAULT_DATA_FILE, pipelineSpec, startPipeline, workflowUiUrl } from './pipeline';
 import { activityTimings, formatTimings } from './stage-times';
 import { formatQualityReport } from './quality-report';
@@ -52,27 +53,41 @@ export function formatPromotion(promotion: PromotionOutcome): string {
   );
 }
 
-function printSummary(result: PipelineResult, links: { workflow: string }, stageTimes: string): void {
-  const { tables, training, run, modelVersion, promotion, smokeTest } = result;
+/** Links and stage times of one variant's child workflow, shown with its result. */
+interface VariantDetails {
+  workflowLink: string;
+  stageTimes: string;
+}
+
+function formatVariant(result: VariantResult, details: VariantDetails): string {
+  const { training, run, modelVersion, promotion, smokeTest } = result;
   const metric = (name: string): string => (training.metrics[name] ?? NaN).toFixed(4);
   const endpoint = smokeTest
     ? `  Endpoint      ${smokeTest.url}
   Request       curl -s -X POST ${smokeTest.url} -H 'Content-Type: application/json' -d '${JSON.stringify(smokeTest.request)}'
   Prediction    ${JSON.stringify({ predictions: smokeTest.predictions })} in ${smokeTest.latencyMs.toFixed(1)} ms from ${smokeTest.servedModel ?? 'the endpoint'}`
     : '  Endpoint      not deployed: no version is champion';
+  return `
+Variant ${result.variant ?? 'basic'}
+  Metrics       ${training.params.feature_set ?? 'course'} features: accuracy ${metric('accuracy')}, roc_auc ${metric('roc_auc')}, f1 ${metric('f1')}
+  Model version ${modelVersion.name} version ${modelVersion.version} (alias ${modelVersion.alias})
+  Promotion     ${promotion ? formatPromotion(promotion) : 'none: the run started before the promotion gate existed'}
+${endpoint}
+  Temporal UI   ${details.workflowLink}
+  MLflow run    ${run.runUrl}
+  Stage times   ${details.stageTimes}`;
+}
+
+function printSummary(result: PipelineResult, links: { workflow: string }, variants: VariantDetails[]): void {
+  const { tables } = result;
   console.log(`
 Pipeline finished.
   Tables        train_set v${tables.train.version} (${tables.report.rowsTrain} rows), test_set v${tables.test.version} (${tables.report.rowsTest} rows), extra_set v${tables.extra.version} (${tables.report.rowsExtra} rows)${tables.reused ? ', reused: same file as before' : ''}
   Changes       ${(['train', 'test', 'extra'] as const).map((t) => `${t} +${tables.changes[t].inserted} ~${tables.changes[t].updated} -${tables.changes[t].deleted}`).join(', ')} (inserted ~updated -deleted)
   Data quality
 ${formatQualityReport(tables.report, '    ')}
-  Metrics       ${training.params.feature_set ?? 'course'} features: accuracy ${metric('accuracy')}, roc_auc ${metric('roc_auc')}, f1 ${metric('f1')}
-  Model version ${modelVersion.name} version ${modelVersion.version} (alias ${modelVersion.alias})
-  Promotion     ${promotion ? formatPromotion(promotion) : 'none: the run started before the promotion gate existed'}
-${endpoint}
   Temporal UI   ${links.workflow}
-  MLflow run    ${run.runUrl}
-  Stage times   ${stageTimes}
+${result.variants.map((variant, index) => formatVariant(variant, variants[index])).join('\n')}
 `);
 }
 
@@ -117,17 +132,25 @@ async function run(options: DemoOptions): Promise<void> {
     console.log(`Started workflow ${handle.workflowId} on ${spec.sourcePath}\n  ${workflowLink}`);
 
     const workflowStarted = Date.now();
-    let lastStage: string | undefined;
+    const lastStages = new Map<string, string>();
+    const runs = [
+      { label: 'pipeline', handle },
+      ...(spec.variants ?? []).map((variant) => ({
+        label: variant.name,
+        handle: client.workflow.getHandle(variantWorkflowId(handle.workflowId, variant.name)),
+      })),
+    ];
     const showStage = async (): Promise<void> => {
-      try {
-        const description = await handle.describe();
-        const stage = description.typedSearchAttributes.get(MLOPS_STAGE);
-        if (stage && stage !== lastStage) {
-          console.log(`  [${((Date.now() - workflowStarted) / 1000).toFixed(1)} s] stage: ${stage}`);
-          lastStage = stage;
+      for (const { label, handle: watched } of runs) {
+        try {
+          const stage = (await watched.describe()).typedSearchAttributes.get(MLOPS_STAGE);
+          if (stage && stage !== lastStages.get(label)) {
+            console.log(`  [${((Date.now() - workflowStarted) / 1000).toFixed(1)} s] ${label}: ${stage}`);
+            lastStages.set(label, stage);
+          }
+        } catch {
+          // Progress display only: a variant's run does not exist before ingestion ends.
         }
-      } catch {
-        // Progress display only; the result below reports real failures.
       }
     };
     await showStage();
@@ -138,7 +161,17 @@ async function run(options: DemoOptions): Promise<void> {
     } finally {
       clearInterval(stageTimer);
     }
-    printSummary(result, { workflow: workflowLink }, formatTimings(activityTimings(await handle.fetchHistory())));
+    const variantDetails = await Promise.all(
+      result.variants.map(async (variant) => {
+        const child = client.workflow.getHandle(variantWorkflowId(handle.workflowId, variant.variant ?? 'basic'));
+        const { runId: childRunId } = await child.describe();
+        return {
+          workflowLink: workflowUiUrl(settings, child.workflowId, childRunId),
+          stageTimes: formatTimings(activityTimings(await child.fetchHistory())),
+        };
+      }),
+    );
+    printSummary(result, { workflow: workflowLink }, variantDetails);
     console.log(`Total time: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     if (options.exit) {
@@ -158,7 +191,7 @@ const program = new Command('demo')
   .option('--data <path>', 'bookings CSV to ingest (default: data/hotel_reservations.csv, else synthetic data)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
   .option('--feature-set <name>', 'feature set from config/project.yml (default: model.feature_set)')
-  .option('--variant <name>', 'model variant from config/project.yml: basic or custom (default: basic)')
+  .option('--variant <names>', 'variants to train: basic, custom, a comma-separated list or all (default: model.variants)')
   .option('--exit', 'stop the stack when the pipeline has finished')
   .action(async (options: DemoOptions) => run(options));
 

@@ -59,15 +59,16 @@ export function pipelineSpec(request: PipelineRequest): PipelineSpec {
     branch: git(['rev-parse', '--abbrev-ref', 'HEAD']) ?? 'unknown',
     serving: request.serving,
     featureSet: request.featureSet,
-    variant: request.variant as VariantName | undefined,
+    variants: request.variant ? request.variant.split(',').map((name) => name.trim()) : undefined,
   });
   return request.synthetic ? { ...spec, syntheticBatch: request.synthetic } : spec;
 }
 
-/** Business id of a run: variant, environment and start time, readable in the Web UI. */
+/** Business id of a run: variants, environment and start time, readable in the Web UI. */
 export function pipelineWorkflowId(spec: PipelineSpec, now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
-  return `train-and-deploy-${spec.variant}-${spec.env}-${stamp}`;
+  const variants = spec.variants?.map((variant) => variant.name).join('+') ?? spec.variant;
+  return `train-and-deploy-${variants}-${spec.env}-${stamp}`;
 }
 
 export async function connectClient(settings: StackSettings): Promise<Client> {

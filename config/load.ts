@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { REPO_ROOT } from '../common/paths';
-import type { PipelineSpec, TrainingSpec, VariantName } from '../workflows/types';
+import type { PipelineSpec, TrainingSpec, VariantName, VariantSpec } from '../workflows/types';
 import { ProjectConfigSchema, type ProjectConfig } from './schema';
 
 export const DEFAULT_CONFIG_FILE = path.join(REPO_ROOT, 'config', 'project.yml');
@@ -58,8 +58,22 @@ export interface SpecOptions {
   serving?: Partial<PipelineSpec['serving']>;
   /** Feature set to train with instead of model.feature_set. */
   featureSet?: string;
-  /** Model variant from the config's variants (default basic). */
-  variant?: VariantName;
+  /** Variants to train, by name from the config's variants, or `all` (default: model.variants). */
+  variants?: string[];
+}
+
+/** Checks variant names against the config and expands `all`; fails naming the defined variants. */
+export function resolveVariants(config: ProjectConfig, names: string[]): VariantName[] {
+  const defined = Object.keys(config.variants) as VariantName[];
+  const expanded = names.flatMap((name) => (name === 'all' ? defined : [name]));
+  const unknown = expanded.filter((name) => !defined.includes(name as VariantName));
+  if (unknown.length > 0 || expanded.length === 0) {
+    throw new Error(
+      `Unknown variant ${unknown.map((n) => JSON.stringify(n)).join(', ') || '(none given)'}. ` +
+        `Choose from ${defined.join(', ')}, or all.`,
+    );
+  }
+  return [...new Set(expanded)] as VariantName[];
 }
 
 /** Returns the training settings of one feature set; an unknown name fails with the defined ones. */
@@ -85,18 +99,25 @@ export function trainingSpec(config: ProjectConfig, featureSet: string): Trainin
 /** Resolves the config into the plain pipeline spec a workflow run carries. */
 export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): PipelineSpec {
   const { catalog, schema } = config.environments[options.env];
-  const variantName = options.variant ?? 'basic';
-  const variant = config.variants[variantName];
-  if (!variant) {
-    throw new Error(`Unknown variant ${JSON.stringify(variantName)}. Choose one of ${Object.keys(config.variants).join(', ')}.`);
-  }
   const prefix = config.registry.use_catalog_prefix ? `${catalog}.${schema}.` : '';
+  const variants = resolveVariants(config, options.variants ?? config.model.variants).map(
+    (name): VariantSpec => ({
+      name,
+      experiment: config.variants[name].experiment,
+      artifactPath: config.variants[name].artifact_path,
+      modelName: `${prefix}${config.variants[name].registered_model}`,
+      endpoint: config.variants[name].endpoint,
+      flavor: config.variants[name].flavor,
+    }),
+  );
+  const [variant] = variants;
   return {
     env: options.env,
     catalog,
     schema,
     sourcePath: path.resolve(options.sourcePath),
-    variant: variantName,
+    variants,
+    variant: variant.name,
     ingest: {
       idColumn: config.data.id_column,
       renames: config.data.renames,
@@ -112,12 +133,12 @@ export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): 
     training: { ...trainingSpec(config, options.featureSet ?? config.model.feature_set), flavor: variant.flavor },
     tracking: {
       experiment: variant.experiment,
-      artifactPath: variant.artifact_path,
+      artifactPath: variant.artifactPath,
       gitSha: options.gitSha,
       branch: options.branch,
     },
     registry: {
-      modelName: `${prefix}${variant.registered_model}`,
+      modelName: variant.modelName,
       alias: config.registry.alias,
       promotion: {
         championAlias: config.registry.promotion.champion_alias,

@@ -76,7 +76,14 @@ export const ProjectConfigSchema = z
     tables: z
       .object({ train: Identifier, test: Identifier, extra: Identifier, quarantine: Identifier.default('quarantine') })
       .strict(),
-    model: z.object({ feature_set: Identifier, seed: z.number().int() }).strict(),
+    model: z
+      .object({
+        feature_set: Identifier,
+        /** Variants a run trains unless --variant says otherwise. */
+        variants: z.array(z.enum(['basic', 'custom'])).min(1),
+        seed: z.number().int(),
+      })
+      .strict(),
     feature_sets: z.record(Identifier, FeatureSet).refine((sets) => Object.keys(sets).length > 0, {
       message: 'must define at least one feature set',
     }),

@@ -1,3 +1,3 @@
-export { trainAndDeploy } from './train-and-deploy';
+export { trainAndDeploy, trainVariant } from './train-and-deploy';
 export { deployModelVersion } from './deploy';
 export { approveUpdate, rejectUpdate, approvalStateQuery } from './approval';

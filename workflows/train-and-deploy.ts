@@ -1,34 +1,67 @@
-import { log, patched, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import {
+  executeChild,
+  ParentClosePolicy,
+  patched,
+  proxyActivities,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { deployAndVerify } from './deploy';
-import { controlPlaneRetry, jobRetry } from './retry-policies';
-import { MLOPS_ENV, MLOPS_MODEL, MLOPS_STAGE } from './search-attributes';
 import { PromotionApproval } from './approval';
-import type { ApprovalOutcome, PipelineResult, PipelineSpec } from './types';
+import { variantWorkflowId } from './ids';
+import { stage, trainRegisterDeploy } from './lifecycle';
+import { controlPlaneRetry } from './retry-policies';
+import { MLOPS_ENV, MLOPS_MODEL } from './search-attributes';
+import type { IngestResult, PipelineResult, PipelineSpec, VariantResult, VariantSpec } from './types';
 
-const { generateSyntheticBookings, ingestBookings, registerModelVersion, applyPromotion } = proxyActivities<Activities>({
+const { generateSyntheticBookings, ingestBookings } = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
   retry: controlPlaneRetry,
 });
 
-const { trainModel, logTrainingRun, evaluatePromotion } = proxyActivities<Activities>({
-  startToCloseTimeout: '2h',
-  heartbeatTimeout: '1m',
-  retry: jobRetry,
-});
+/** Marks runs that train each variant in a child workflow; older histories replay the inline path. */
+const VARIANT_CHILDREN_PATCH = 'variant-children';
 
-/** Marks runs that passed the promotion gate; older histories replay without it. */
-const PROMOTION_GATE_PATCH = 'promotion-gate';
+/** Input of one variant's child workflow: the run's spec, the variant, and the ingested tables. */
+export interface VariantInput {
+  spec: PipelineSpec;
+  variant: VariantSpec;
+  tables: IngestResult;
+}
+
+/** Returns the spec as seen by one variant: its experiment, model, endpoint and flavor. */
+export function specForVariant(spec: PipelineSpec, variant: VariantSpec): PipelineSpec {
+  return {
+    ...spec,
+    variant: variant.name,
+    tracking: { ...spec.tracking, experiment: variant.experiment, artifactPath: variant.artifactPath },
+    registry: { ...spec.registry, modelName: variant.modelName },
+    serving: { ...spec.serving, endpoint: variant.endpoint },
+    training: { ...spec.training, flavor: variant.flavor },
+  };
+}
 
 /**
- * Runs the model lifecycle in one run. It ingests the bookings file into new table versions, trains the
- * model and logs it to MLflow. Then it registers a model version with an alias, lets the promotion gate
- * (and an approval, when required) decide whether it becomes champion, and deploys the champion to a
- * serving endpoint that must pass a smoke test.
+ * Trains, registers, promotes and deploys one model variant, as a child workflow of trainAndDeploy. An
+ * approval of its promotion goes to this workflow (`<parent id>-<variant>`).
+ */
+export async function trainVariant(input: VariantInput): Promise<VariantResult> {
+  const approval = new PromotionApproval();
+  const spec = specForVariant(input.spec, input.variant);
+  upsertSearchAttributes([
+    { key: MLOPS_ENV, value: spec.env },
+    { key: MLOPS_MODEL, value: spec.registry.modelName },
+  ]);
+  return trainRegisterDeploy(spec, input.tables, approval);
+}
+
+/**
+ * Runs the model lifecycle: ingests the bookings file into new table versions, then trains, registers,
+ * promotes and deploys each configured variant in its own child workflow, in parallel.
  */
 export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult> {
+  // Registered first, so an approval sent to a run started before the child workflows existed works.
   const approval = new PromotionApproval();
-  const stage = (name: string): void => upsertSearchAttributes([{ key: MLOPS_STAGE, value: name }]);
   upsertSearchAttributes([
     { key: MLOPS_ENV, value: spec.env },
     { key: MLOPS_MODEL, value: spec.registry.modelName },
@@ -43,89 +76,23 @@ export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult
     spec: spec.ingest,
   });
 
-  stage('train');
-  const keyColumn = spec.ingest.renames[spec.ingest.idColumn] ?? spec.ingest.idColumn;
-  const training = await trainModel({
-    train: tables.train,
-    test: tables.test,
-    target: spec.ingest.target.name,
-    keyColumn,
-    training: spec.training,
-  });
-
-  stage('log');
-  const run = await logTrainingRun({
-    experiment: spec.tracking.experiment,
-    artifactPath: spec.tracking.artifactPath,
-    trained: training,
-    train: tables.train,
-    test: tables.test,
-    datasetDigest: tables.report.sourceSha256,
-    qualityReport: tables.report,
-    tags: { 'mlops.git_sha': spec.tracking.gitSha, 'mlops.branch': spec.tracking.branch, 'mlops.env': spec.env },
-  });
-
-  stage('register');
-  const modelVersion = await registerModelVersion({
-    modelName: spec.registry.modelName,
-    alias: spec.registry.alias,
-    run,
-    tags: { 'mlops.git_sha': spec.tracking.gitSha, 'mlops.workflow_id': workflowInfo().workflowId },
-    evaluation: { test: tables.test, metrics: training.metrics },
-  });
-
-  if (!patched(PROMOTION_GATE_PATCH)) {
-    // A run started before the promotion gate existed deploys the version it registered.
-    stage('deploy');
-    const { deployment, smokeTest } = await deployAndVerify(spec.serving, modelVersion, {
-      test: tables.test,
-      inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
-    });
-    stage('done');
-    return { tables, training, run, modelVersion, deployment, smokeTest };
+  if (!patched(VARIANT_CHILDREN_PATCH)) {
+    // A run started before variants ran as child workflows trains its one variant inline.
+    return { tables, variants: [await trainRegisterDeploy(spec, tables, approval)] };
   }
 
-  stage('promote');
-  const { promotion: gate } = spec.registry;
-  const decision = await evaluatePromotion({
-    modelName: modelVersion.name,
-    challengerVersion: modelVersion.version,
-    challengerMetrics: training.metrics,
-    test: tables.test,
-    target: spec.ingest.target.name,
-    keyColumn,
-    training: spec.training,
-    promotion: gate,
-  });
-  let outcome: ApprovalOutcome = { status: decision.promote ? 'not_required' : 'not_asked' };
-  if (decision.promote && gate.approval.required && decision.decision !== 'already_champion') {
-    stage('awaiting-approval');
-    log.info('Waiting for approval of the promotion', { version: modelVersion.version, timeoutSeconds: gate.approval.timeoutSeconds });
-    outcome = await approval.waitFor(modelVersion.version, gate.approval);
-  }
-  const promotion = await applyPromotion({
-    modelName: modelVersion.name,
-    version: modelVersion.version,
-    championAlias: gate.championAlias,
-    decision,
-    approval: outcome,
-  });
-
-  if (promotion.championVersionAfter === undefined) {
-    // The first version was rejected, so there is no champion to serve.
-    stage('done');
-    log.info('No champion to deploy', { model: modelVersion.name, approval: outcome.status });
-    return { tables, training, run, modelVersion, promotion };
-  }
-  stage('deploy');
-  const champion = { name: modelVersion.name, version: promotion.championVersionAfter };
-  const { deployment, smokeTest } = await deployAndVerify(spec.serving, champion, {
-    test: tables.test,
-    inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
-    output: spec.training.flavor === 'pyfunc' ? 'label_and_probability' : 'label',
-  });
-
+  stage('variants');
+  const variants = spec.variants ?? [];
+  const results = await Promise.all(
+    variants.map((variant) =>
+      executeChild(trainVariant, {
+        workflowId: variantWorkflowId(workflowInfo().workflowId, variant.name),
+        args: [{ spec, variant, tables }],
+        // Cancelling or terminating the pipeline run stops its variants too.
+        parentClosePolicy: ParentClosePolicy.TERMINATE,
+      }),
+    ),
+  );
   stage('done');
-  log.info('Pipeline finished', { model: modelVersion.name, version: modelVersion.version, champion: champion.version, runId: run.runId });
-  return { tables, training, run, modelVersion, promotion, deployment, smokeTest };
+  return { tables, variants: results };
 }

@@ -35,6 +35,16 @@ export interface IngestSpec {
 
 export type VariantName = 'basic' | 'custom';
 
+/** Names and model flavor of one variant, from the config's variants. */
+export interface VariantSpec {
+  name: VariantName;
+  experiment: string;
+  artifactPath: string;
+  modelName: string;
+  endpoint: string;
+  flavor: TrainingSpec['flavor'];
+}
+
 export interface TrainingSpec {
   /** sklearn: the pipeline, predicting 0/1. pyfunc: the custom wrapper, predicting label and probability. */
   flavor: 'sklearn' | 'pyfunc';
@@ -125,6 +135,12 @@ export interface PipelineSpec {
   sourcePath: string;
   /** Generate this many new synthetic bookings and ingest them instead of a file (refresh runs). */
   syntheticBatch?: { rows: number; seed?: number };
+  /** Variants this run trains, each in a child workflow; absent in specs of older runs. */
+  variants?: VariantSpec[];
+  /**
+   * The first variant. Its names fill `variant`, `tracking`, `registry.modelName`, `serving.endpoint`
+   * and `training.flavor`, which a child workflow overrides with its own variant's.
+   */
   variant: VariantName;
   ingest: IngestSpec;
   training: TrainingSpec;
@@ -213,8 +229,10 @@ export interface SmokeTestResult {
   servedModel?: string;
 }
 
-export interface PipelineResult {
-  tables: IngestResult;
+/** What one variant's training, registration, promotion and deployment produced. */
+export interface VariantResult {
+  /** Absent in results of runs started before variants were named in the result. */
+  variant?: VariantName;
   training: TrainResult;
   run: TrackedRun;
   modelVersion: ModelVersionRef;
@@ -223,4 +241,10 @@ export interface PipelineResult {
   /** Absent when no version is champion, because the first version's promotion was rejected. */
   deployment?: EndpointDeployment;
   smokeTest?: SmokeTestResult;
+}
+
+export interface PipelineResult {
+  tables: IngestResult;
+  /** One entry per variant, in the order of the spec's variants. */
+  variants: VariantResult[];
 }

@@ -31,8 +31,12 @@ export function column(name: string): number {
   return BOOKING_COLUMNS.indexOf(name);
 }
 
-export function testSpec(sourcePath: string, serving: Partial<PipelineSpec['serving']> = {}): PipelineSpec {
-  return buildPipelineSpec(loadProjectConfig(), { env: 'dev', sourcePath, gitSha: 'test-sha', branch: 'test', serving });
+export function testSpec(
+  sourcePath: string,
+  serving: Partial<PipelineSpec['serving']> = {},
+  variants?: string[],
+): PipelineSpec {
+  return buildPipelineSpec(loadProjectConfig(), { env: 'dev', sourcePath, gitSha: 'test-sha', branch: 'test', serving, variants });
 }
 
 /** Returns the real dataset path when HOTEL_DATA_CSV names an existing file, else undefined. */

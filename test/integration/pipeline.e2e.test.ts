@@ -17,7 +17,8 @@ import { ServingClient } from '../../platform/serving/client';
 import { installTemporalLogging } from '../../worker/logging';
 import { createWorker } from '../../worker/worker';
 import { deployModelVersion } from '../../workflows';
-import type { ModelVersionRef, PipelineResult, PipelineSpec } from '../../workflows/types';
+import { variantWorkflowId } from '../../workflows/ids';
+import type { ModelVersionRef, PipelineResult, PipelineSpec, VariantResult } from '../../workflows/types';
 import { quietActivityEnvironment, realDataPath, tempDir, testSpec } from '../helpers/fixtures';
 import { integrationSettings } from '../helpers/stack';
 
@@ -32,6 +33,8 @@ const spec: PipelineSpec = testSpec(dataPath, {
   pollIntervalSeconds: 1,
   conflictRetry: { maximumAttempts: 60, intervalSeconds: 2 },
 });
+// The first run trains every variant; later runs train the basic one.
+const allVariants = testSpec(dataPath, spec.serving, ['all']);
 const registry = new MlflowRegistry(mlflowUrl(settings));
 const serving = new ServingClient(servingUrl(settings));
 
@@ -55,16 +58,34 @@ const KNOWN_RECORD = {
 let client: Client;
 let worker: Worker;
 let workerRun: Promise<void>;
-let first: PipelineResult;
-let second: PipelineResult;
+/** A pipeline result together with its first variant's result. */
+type Outcome = PipelineResult & VariantResult;
 
-/** Runs the pipeline and saves its history, from which the replay test's fixtures are refreshed. */
-async function runPipeline(workflowId: string): Promise<PipelineResult> {
-  const handle = await startPipeline(client, settings, spec, workflowId);
+let first: Outcome;
+let second: Outcome;
+let firstRun: PipelineResult;
+let firstWorkflowId: string;
+
+function withFirstVariant(result: PipelineResult): Outcome {
+  return { ...result, ...result.variants[0] };
+}
+
+/**
+ * Runs the pipeline with every variant and saves the histories of the run and its variant runs, from
+ * which the replay test's fixtures are refreshed.
+ */
+async function runAllVariants(workflowId: string): Promise<PipelineResult> {
+  const handle = await startPipeline(client, settings, { ...spec, variants: allVariants.variants }, workflowId);
   const result = await handle.result();
   const folder = path.join(REPO_ROOT, 'test-results', 'histories');
   fs.mkdirSync(folder, { recursive: true });
-  fs.writeFileSync(path.join(folder, `${workflowId.replace(/-\d+$/, '')}.json`), historyToJSON(await handle.fetchHistory()));
+  const save = async (id: string, history: Promise<unknown>) =>
+    fs.writeFileSync(path.join(folder, `${id.replace(/-\d+(-|$)/, '$1')}.json`), historyToJSON((await history) as never));
+  await save(workflowId, handle.fetchHistory());
+  for (const variant of result.variants) {
+    const childId = variantWorkflowId(workflowId, variant.variant ?? 'basic');
+    await save(childId, client.workflow.getHandle(childId).fetchHistory());
+  }
   return result;
 }
 
@@ -74,7 +95,9 @@ beforeAll(async () => {
   worker = created.worker;
   workerRun = created.run();
   client = await connectClient(settings);
-  first = await runPipeline(`e2e-first-${Date.now()}`);
+  firstWorkflowId = `e2e-first-${Date.now()}`;
+  firstRun = await runAllVariants(firstWorkflowId);
+  first = withFirstVariant(firstRun);
 }, 900_000);
 
 afterAll(async () => {
@@ -140,6 +163,24 @@ describe('trainAndDeploy on the local stack', () => {
     expect(tags['mlops.promotion.outcome']).toBe('champion');
   });
 
+  it('trains and serves every variant in its own run', async () => {
+    expect(firstRun.variants.map((v) => v.variant)).toEqual(['basic', 'custom']);
+    const custom = firstRun.variants[1];
+    expect(custom.modelVersion.name).toBe('mlops_dev.acikgozm.hotel_reservations_model_custom');
+    expect(custom.promotion?.decision).toBe('first_champion');
+    // The same pipeline on the same tables: the wrapper only changes the output.
+    expect(custom.training.metrics).toEqual(first.training.metrics);
+    const [prediction] = custom.smokeTest?.predictions as { prediction: number; probability: number }[];
+    expect(prediction.prediction).toBe(prediction.probability > 0.5 ? 1 : 0);
+    const answer = await serving.query('hotel-reservations-model-custom-serving', { dataframe_records: [KNOWN_RECORD] });
+    expect(answer.status).toBe(200);
+    const [known] = (answer.body as { predictions: { prediction: number; probability: number }[] }).predictions;
+    expect(known.prediction).toBe(0);
+    expect(known.probability).toBeLessThan(0.5);
+    const child = await client.workflow.getHandle(variantWorkflowId(firstWorkflowId, 'custom')).describe();
+    expect(child.status.name).toBe('COMPLETED');
+  });
+
   it('attaches the evaluation plots to the run', async () => {
     const listed = await axios.get(`${mlflowUrl(settings)}/api/2.0/mlflow/artifacts/list`, {
       params: { run_id: first.run.runId, path: 'evaluation' },
@@ -169,7 +210,7 @@ describe('trainAndDeploy on the local stack', () => {
       training: { ...spec.training, parameters: { ...spec.training.parameters, n_estimators: 10 } },
     };
     const handle = await startPipeline(client, settings, worse, `e2e-second-${Date.now()}`);
-    second = await handle.result();
+    second = withFirstVariant(await handle.result());
     expect(second.tables.reused).toBe(true);
     expect(second.tables.train).toEqual(first.tables.train);
     expect(Number(second.modelVersion.version)).toBe(Number(first.modelVersion.version) + 1);
@@ -232,7 +273,7 @@ describe('trainAndDeploy on the local stack', () => {
 
   it('merges a synthetic refresh batch into the tables', async () => {
     const handle = await startPipeline(client, settings, { ...spec, syntheticBatch: { rows: 300 } }, `e2e-refresh-${Date.now()}`);
-    const refresh = await handle.result();
+    const refresh = withFirstVariant(await handle.result());
     const inserted = refresh.tables.changes.train.inserted + refresh.tables.changes.test.inserted + refresh.tables.changes.extra.inserted;
     expect(inserted).toBe(300);
     expect(refresh.tables.train.version).toBe(first.tables.train.version + 1);

@@ -4,7 +4,8 @@ import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { applyPromotion, type ApplyPromotionInput } from '../../activities/promotion';
 import type { MlflowRegistry } from '../../platform/registry/mlflow-registry';
 import { ensureTemporalCli } from '../../stack/provision';
-import { approvalStateQuery, approveUpdate, rejectUpdate, trainAndDeploy } from '../../workflows';
+import { approvalStateQuery, approveUpdate, rejectUpdate, trainAndDeploy, trainVariant } from '../../workflows';
+import { variantWorkflowId } from '../../workflows/ids';
 import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import type { PipelineResult, PipelineSpec, PromotionDecision } from '../../workflows/types';
 import { testSpec } from '../helpers/fixtures';
@@ -95,9 +96,21 @@ async function startWorker(taskQueue: string, promote: boolean, beforeTraining: 
   return { worker, recorded };
 }
 
-/** Polls the run's approval state until it waits for a decision. */
-async function untilWaiting(handle: WorkflowHandle<typeof trainAndDeploy>): Promise<void> {
-  while ((await handle.query(approvalStateQuery)).phase !== 'waiting') await new Promise((resolve) => setTimeout(resolve, 100));
+/** Returns the basic variant's child run, which owns the approval. */
+function variantRun(parent: WorkflowHandle<typeof trainAndDeploy>): WorkflowHandle<typeof trainVariant> {
+  return env.client.workflow.getHandle(variantWorkflowId(parent.workflowId, 'basic'));
+}
+
+/** Polls the variant run's approval state until it waits for a decision; the run starts after ingestion. */
+async function untilWaiting(handle: WorkflowHandle<typeof trainVariant>): Promise<void> {
+  for (;;) {
+    const phase = await handle.query(approvalStateQuery).then(
+      (state) => state.phase,
+      () => 'not started',
+    );
+    if (phase === 'waiting') return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 describe('promotion approval', () => {
@@ -109,14 +122,15 @@ describe('promotion approval', () => {
         workflowId: `approval-approve-${Date.now()}`,
         args: [specWithApproval(600)],
       });
-      await untilWaiting(handle);
-      expect((await handle.query(approvalStateQuery)).version).toBe('2');
-      const state = await handle.executeUpdate(approveUpdate, { args: [{ by: 'reviewer', reason: 'metrics checked' }] });
+      const variant = variantRun(handle);
+      await untilWaiting(variant);
+      expect((await variant.query(approvalStateQuery)).version).toBe('2');
+      const state = await variant.executeUpdate(approveUpdate, { args: [{ by: 'reviewer', reason: 'metrics checked' }] });
       expect(state.outcome?.status).toBe('approved');
       return handle.result();
     });
-    expect(result.promotion?.approval).toMatchObject({ status: 'approved', by: 'reviewer', reason: 'metrics checked' });
-    expect(result.promotion?.promoted).toBe(true);
+    expect(result.variants[0].promotion?.approval).toMatchObject({ status: 'approved', by: 'reviewer', reason: 'metrics checked' });
+    expect(result.variants[0].promotion?.promoted).toBe(true);
     expect(recorded.aliases).toEqual([{ alias: 'champion', version: '2' }]);
     expect(recorded.deployed).toEqual(['2']);
   }, 60_000);
@@ -129,13 +143,13 @@ describe('promotion approval', () => {
         workflowId: `approval-reject-${Date.now()}`,
         args: [specWithApproval(600)],
       });
-      await untilWaiting(handle);
-      await handle.executeUpdate(rejectUpdate, { args: [{ by: 'reviewer' }] });
+      await untilWaiting(variantRun(handle));
+      await variantRun(handle).executeUpdate(rejectUpdate, { args: [{ by: 'reviewer' }] });
       return handle.result();
     });
-    expect(result.promotion?.approval.status).toBe('rejected');
-    expect(result.promotion?.promoted).toBe(false);
-    expect(result.promotion?.championVersionAfter).toBe('1');
+    expect(result.variants[0].promotion?.approval.status).toBe('rejected');
+    expect(result.variants[0].promotion?.promoted).toBe(false);
+    expect(result.variants[0].promotion?.championVersionAfter).toBe('1');
     expect(recorded.aliases).toEqual([]);
     expect(recorded.deployed).toEqual(['1']);
   }, 60_000);
@@ -149,8 +163,8 @@ describe('promotion approval', () => {
         args: [specWithApproval(2, 'reject')],
       }),
     );
-    expect(result.promotion?.approval.status).toBe('timed_out_rejected');
-    expect(result.promotion?.promoted).toBe(false);
+    expect(result.variants[0].promotion?.approval.status).toBe('timed_out_rejected');
+    expect(result.variants[0].promotion?.promoted).toBe(false);
     expect(recorded.aliases).toEqual([]);
   }, 60_000);
 
@@ -164,13 +178,18 @@ describe('promotion approval', () => {
         workflowId: `approval-early-${Date.now()}`,
         args: [specWithApproval(600)],
       });
-      const early = await handle.executeUpdate(approveUpdate, { args: [{}] }).catch((error: Error) => error);
+      // The variant run exists while it trains, but it does not wait for approval yet.
+      const variant = variantRun(handle);
+      while (!(await variant.query(approvalStateQuery).then(() => true, () => false))) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const early = await variant.executeUpdate(approveUpdate, { args: [{}] }).catch((error: Error) => error);
       expect(early).toBeInstanceOf(WorkflowUpdateFailedError);
       expect(String((early as WorkflowUpdateFailedError).cause?.message)).toMatch(/not waiting for an approval/);
       release();
       const result = await handle.result();
       // The gate kept the champion, so no approval was asked for.
-      expect(result.promotion?.approval.status).toBe('not_asked');
+      expect(result.variants[0].promotion?.approval.status).toBe('not_asked');
     });
   }, 60_000);
 });

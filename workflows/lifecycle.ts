@@ -1,0 +1,123 @@
+import { log, patched, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { PromotionApproval } from './approval';
+import { deployAndVerify } from './deploy';
+import { controlPlaneRetry, jobRetry } from './retry-policies';
+import { MLOPS_STAGE } from './search-attributes';
+import type { ApprovalOutcome, IngestResult, PipelineSpec, VariantResult } from './types';
+
+const { registerModelVersion, applyPromotion } = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  retry: controlPlaneRetry,
+});
+
+const { trainModel, logTrainingRun, evaluatePromotion } = proxyActivities<Activities>({
+  startToCloseTimeout: '2h',
+  heartbeatTimeout: '1m',
+  retry: jobRetry,
+});
+
+/** Marks runs that passed the promotion gate; older histories replay without it. */
+const PROMOTION_GATE_PATCH = 'promotion-gate';
+
+/** Sets the MlopsStage search attribute, shown in the Web UI's run list. */
+export function stage(name: string): void {
+  upsertSearchAttributes([{ key: MLOPS_STAGE, value: name }]);
+}
+
+/**
+ * Trains one model variant on ingested tables and logs it to MLflow. Then it registers a model
+ * version with an alias, lets the promotion gate (and an approval, when required) decide whether it
+ * becomes champion, and deploys the champion to the variant's endpoint, which must pass a smoke test.
+ */
+export async function trainRegisterDeploy(
+  spec: PipelineSpec,
+  tables: IngestResult,
+  approval: PromotionApproval,
+): Promise<VariantResult> {
+  stage('train');
+  const keyColumn = spec.ingest.renames[spec.ingest.idColumn] ?? spec.ingest.idColumn;
+  const training = await trainModel({
+    train: tables.train,
+    test: tables.test,
+    target: spec.ingest.target.name,
+    keyColumn,
+    training: spec.training,
+  });
+
+  stage('log');
+  const run = await logTrainingRun({
+    experiment: spec.tracking.experiment,
+    artifactPath: spec.tracking.artifactPath,
+    trained: training,
+    train: tables.train,
+    test: tables.test,
+    datasetDigest: tables.report.sourceSha256,
+    qualityReport: tables.report,
+    tags: { 'mlops.git_sha': spec.tracking.gitSha, 'mlops.branch': spec.tracking.branch, 'mlops.env': spec.env },
+  });
+
+  stage('register');
+  const modelVersion = await registerModelVersion({
+    modelName: spec.registry.modelName,
+    alias: spec.registry.alias,
+    run,
+    tags: { 'mlops.git_sha': spec.tracking.gitSha, 'mlops.workflow_id': workflowInfo().workflowId },
+    evaluation: { test: tables.test, metrics: training.metrics },
+  });
+
+  if (!patched(PROMOTION_GATE_PATCH)) {
+    // A run started before the promotion gate existed deploys the version it registered.
+    stage('deploy');
+    const { deployment, smokeTest } = await deployAndVerify(spec.serving, modelVersion, {
+      test: tables.test,
+      inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
+    });
+    stage('done');
+    return { variant: spec.variant, training, run, modelVersion, deployment, smokeTest };
+  }
+
+  stage('promote');
+  const { promotion: gate } = spec.registry;
+  const decision = await evaluatePromotion({
+    modelName: modelVersion.name,
+    challengerVersion: modelVersion.version,
+    challengerMetrics: training.metrics,
+    test: tables.test,
+    target: spec.ingest.target.name,
+    keyColumn,
+    training: spec.training,
+    promotion: gate,
+  });
+  let outcome: ApprovalOutcome = { status: decision.promote ? 'not_required' : 'not_asked' };
+  if (decision.promote && gate.approval.required && decision.decision !== 'already_champion') {
+    stage('awaiting-approval');
+    log.info('Waiting for approval of the promotion', { version: modelVersion.version, timeoutSeconds: gate.approval.timeoutSeconds });
+    outcome = await approval.waitFor(modelVersion.version, gate.approval);
+  }
+  const promotion = await applyPromotion({
+    modelName: modelVersion.name,
+    version: modelVersion.version,
+    championAlias: gate.championAlias,
+    decision,
+    approval: outcome,
+  });
+
+  if (promotion.championVersionAfter === undefined) {
+    // The first version was rejected, so there is no champion to serve.
+    stage('done');
+    log.info('No champion to deploy', { model: modelVersion.name, approval: outcome.status });
+    return { variant: spec.variant, training, run, modelVersion, promotion };
+  }
+  stage('deploy');
+  const champion = { name: modelVersion.name, version: promotion.championVersionAfter };
+  const { deployment, smokeTest } = await deployAndVerify(spec.serving, champion, {
+    test: tables.test,
+    inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
+    output: spec.training.flavor === 'pyfunc' ? 'label_and_probability' : 'label',
+  });
+
+  stage('done');
+  log.info('Pipeline finished', { model: modelVersion.name, version: modelVersion.version, champion: champion.version, runId: run.runId });
+  return { variant: spec.variant, training, run, modelVersion, promotion, deployment, smokeTest };
+}
