@@ -118,6 +118,6 @@ export async function trainRegisterDeploy(
   });
 
   stage('done');
-  log.info('Pipeline finished', { model: modelVersion.name, version: modelVersion.version, champion: champion.version, runId: run.runId });
+  log.info('Variant finished', { variant: spec.variant, model: modelVersion.name, version: modelVersion.version, champion: champion.version, runId: run.runId });
   return { variant: spec.variant, training, run, modelVersion, promotion, deployment, smokeTest };
 }
