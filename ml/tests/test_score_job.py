@@ -1,5 +1,12 @@
 import pytest
-from conftest import Tables, make_bookings, run_job_subprocess, write_table
+from conftest import (
+    CATEGORICAL_INPUTS,
+    NUMERIC_INPUTS,
+    Tables,
+    make_bookings,
+    run_job_subprocess,
+    write_table,
+)
 from mlflow.tracking import MlflowClient
 
 MODEL_NAME = "mlops_dev.acikgozm.hotel_reservations_model_basic"
@@ -23,20 +30,8 @@ def score_spec(store, uri: str, test_path, **overrides) -> dict:
         "model_uri": uri,
         "test_path": str(test_path),
         "target": "booking_status",
-        "numeric_inputs": [
-            "no_of_adults",
-            "no_of_children",
-            "no_of_weekend_nights",
-            "no_of_week_nights",
-            "required_car_parking_space",
-            "lead_time",
-            "repeated_guest",
-            "no_of_previous_cancellations",
-            "no_of_previous_bookings_not_canceled",
-            "avg_price_per_room",
-            "no_of_special_requests",
-        ],
-        "categorical_inputs": ["type_of_meal_plan", "room_type_reserved"],
+        "numeric_inputs": NUMERIC_INPUTS,
+        "categorical_inputs": CATEGORICAL_INPUTS,
         "key_column": "booking_id",
     }
     spec.update(overrides)
