@@ -7,6 +7,7 @@ import type { SmokeTestResult, TableRef } from '../workflows/types';
 import { workflowIds } from './context';
 import { ingestBookings, openDuckDB, type IngestInput } from './ingestion';
 import { quoteIdent, quoteLiteral } from './ingestion-sql';
+import { updateFeatureTable, type FeatureTableInput } from './features';
 import { applyPromotion, evaluatePromotion, type ApplyPromotionInput, type PromotionInput } from './promotion';
 import { registerModelVersion, type RegisterInput } from './registry';
 import {
@@ -58,6 +59,7 @@ export function createActivities(settings: StackSettings) {
     generateSyntheticBookings: async (input: SyntheticBatchInput) =>
       generateSyntheticBatch(path.join(settings.stateDir, 'data'), workflowIds().workflowId, input),
     ingestBookings: (input: IngestInput) => ingestBookings(catalogRoot, input),
+    updateFeatureTable: (input: FeatureTableInput) => updateFeatureTable(catalogRoot, input),
     trainModel: (input: TrainInput) => trainModel(catalogRoot, jobsRoot, input),
     logTrainingRun: (input: LogRunInput) => logTrainingRun(catalogRoot, jobsRoot, trackingUri, input),
     registerModelVersion: (input: RegisterInput) => registerModelVersion(registry, input),

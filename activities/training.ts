@@ -2,7 +2,7 @@ import path from 'node:path';
 import { log } from '@temporalio/activity';
 import { LocalCatalog } from '../platform/catalog/local';
 import { qualifiedName } from '../platform/catalog/port';
-import type { QualityReport, TableRef, TrackedRun, TrainingSpec, TrainResult } from '../workflows/types';
+import type { FeatureLookupSpec, QualityReport, TableRef, TrackedRun, TrainingSpec, TrainResult } from '../workflows/types';
 import { workflowIds } from './context';
 import { runPythonJob } from './python-job';
 
@@ -13,6 +13,8 @@ export interface TrainInput {
   /** Rows are sorted by this column before fitting, so the model does not depend on storage order. */
   keyColumn: string;
   training: TrainingSpec;
+  /** Feature table version the feature-lookup variant takes its looked-up features from. */
+  featureTable?: TableRef;
 }
 
 /** Folder of one workflow's job files; the workflow id keeps a retried attempt on the same folder. */
@@ -46,6 +48,15 @@ export async function trainModel(catalogRoot: string, jobsRoot: string, input: T
       derived_inputs: input.training.derivedInputs,
       feature_set: input.training.featureSet,
       flavor: input.training.flavor,
+      ...(input.featureTable && input.training.featureLookup
+        ? {
+            feature_lookup: {
+              table_path: catalog.snapshotPath(input.featureTable),
+              key: input.training.featureLookup.key,
+              features: input.training.featureLookup.features,
+            },
+          }
+        : {}),
       parameters: input.training.parameters,
       seed: input.training.seed,
     },
@@ -74,6 +85,29 @@ export interface LogRunInput {
   /** Data-quality report of the ingestion that wrote the tables, logged as a run artifact. */
   qualityReport?: QualityReport;
   tags: Record<string, string>;
+  /** The feature-lookup variant's lookups, logged as feature_spec.json with the feature table as input. */
+  featureLookup?: { spec: FeatureLookupSpec; table: TableRef };
+}
+
+/**
+ * Returns the feature spec of a feature-lookup model: the lookup by key in a feature table version and
+ * the function that computes lead_time, in the shape of a Databricks feature spec, so serving can look
+ * the same features up later.
+ */
+export function featureSpecDocument(lookup: FeatureLookupSpec, table: TableRef): Record<string, unknown> {
+  return {
+    lookups: [
+      { table_name: qualifiedName(table), table_version: table.version, lookup_key: [lookup.key], feature_names: lookup.features },
+    ],
+    functions: [
+      {
+        udf_name: `${table.catalog}.${table.schema}.${lookup.functionName}`,
+        output_name: 'lead_time',
+        input_bindings: { date_of_arrival: 'date_of_arrival', date_of_booking: 'date_of_booking' },
+      },
+    ],
+    exclude_columns: ['update_timestamp_utc', 'market_segment_type'],
+  };
 }
 
 /**
@@ -118,8 +152,17 @@ export async function logTrainingRun(
         'mlops.workflow_id': ids.workflowId,
         'mlops.workflow_run_id': ids.runId,
       },
-      datasets: [dataset(input.train, 'training'), dataset(input.test, 'testing')],
-      json_artifacts: input.qualityReport ? { 'data_quality_report.json': input.qualityReport } : {},
+      datasets: [
+        dataset(input.train, 'training'),
+        dataset(input.test, 'testing'),
+        ...(input.featureLookup ? [dataset(input.featureLookup.table, 'feature_lookup')] : []),
+      ],
+      json_artifacts: {
+        ...(input.qualityReport ? { 'data_quality_report.json': input.qualityReport } : {}),
+        ...(input.featureLookup
+          ? { 'feature_spec.json': featureSpecDocument(input.featureLookup.spec, input.featureLookup.table) }
+          : {}),
+      },
       artifact_dir: input.trained.evaluationDir,
     },
     workDir,

@@ -34,7 +34,7 @@ program
   .option('--seed <n>', 'seed of the synthetic batch (default: derived from the workflow id)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
   .option('--feature-set <name>', 'feature set from config/project.yml (default: model.feature_set)')
-  .option('--variant <names>', 'variants to train: basic, custom, a comma-separated list or all (default: model.variants)')
+  .option('--variant <names>', 'variants to train: basic, custom, feature_lookup, a comma-separated list or all (default: model.variants)')
   .option('--workflow-id <id>', 'business id of the run; starting an id that is running attaches to it')
   .option('--wait', 'wait for the result and print it as JSON')
   .action(async (options: RunOptions) => {

@@ -67,8 +67,11 @@ function formatVariant(result: VariantResult, details: VariantDetails): string {
   Request       curl -s -X POST ${smokeTest.url} -H 'Content-Type: application/json' -d '${JSON.stringify(smokeTest.request)}'
   Prediction    ${JSON.stringify({ predictions: smokeTest.predictions })} in ${smokeTest.latencyMs.toFixed(1)} ms from ${smokeTest.servedModel ?? 'the endpoint'}`
     : '  Endpoint      not deployed: no version is champion';
+  const features = result.featureTable
+    ? `\n  Features      ${result.featureTable.catalog}.${result.featureTable.schema}.${result.featureTable.name} v${result.featureTable.version} (looked up by booking_id)`
+    : '';
   return `
-Variant ${result.variant ?? 'basic'}
+Variant ${result.variant ?? 'basic'}${features}
   Metrics       ${training.params.feature_set ?? 'course'} features: accuracy ${metric('accuracy')}, roc_auc ${metric('roc_auc')}, f1 ${metric('f1')}
   Model version ${modelVersion.name} version ${modelVersion.version} (alias ${modelVersion.alias})
   Promotion     ${promotion ? formatPromotion(promotion) : 'none: the run started before the promotion gate existed'}
@@ -191,7 +194,7 @@ const program = new Command('demo')
   .option('--data <path>', 'bookings CSV to ingest (default: data/hotel_reservations.csv, else synthetic data)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
   .option('--feature-set <name>', 'feature set from config/project.yml (default: model.feature_set)')
-  .option('--variant <names>', 'variants to train: basic, custom, a comma-separated list or all (default: model.variants)')
+  .option('--variant <names>', 'variants to train: basic, custom, feature_lookup, a comma-separated list or all (default: model.variants)')
   .option('--exit', 'stop the stack when the pipeline has finished')
   .action(async (options: DemoOptions) => run(options));
 

@@ -67,7 +67,8 @@ export function pipelineSpec(request: PipelineRequest): PipelineSpec {
 /** Business id of a run: variants, environment and start time, readable in the Web UI. */
 export function pipelineWorkflowId(spec: PipelineSpec, now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
-  const variants = spec.variants?.map((variant) => variant.name).join('+') ?? spec.variant;
+  const names = spec.variants?.map((variant) => variant.name) ?? [spec.variant];
+  const variants = names.length > 1 ? `${names.length}-variants` : names[0];
   return `train-and-deploy-${variants}-${spec.env}-${stamp}`;
 }
 

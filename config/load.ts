@@ -108,6 +108,16 @@ export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): 
       modelName: `${prefix}${config.variants[name].registered_model}`,
       endpoint: config.variants[name].endpoint,
       flavor: config.variants[name].flavor,
+      ...(config.variants[name].feature_lookup
+        ? {
+            featureLookup: {
+              table: config.tables.features,
+              key: config.data.renames[config.data.id_column] ?? config.data.id_column,
+              features: config.variants[name].feature_lookup!.features,
+              functionName: config.variants[name].feature_lookup!.function,
+            },
+          }
+        : {}),
     }),
   );
   const [variant] = variants;
@@ -130,7 +140,11 @@ export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): 
       onInvalidRows: config.data.on_invalid_rows,
       tables: config.tables,
     },
-    training: { ...trainingSpec(config, options.featureSet ?? config.model.feature_set), flavor: variant.flavor },
+    training: {
+      ...trainingSpec(config, options.featureSet ?? config.model.feature_set),
+      flavor: variant.flavor,
+      ...(variant.featureLookup ? { featureLookup: variant.featureLookup } : {}),
+    },
     tracking: {
       experiment: variant.experiment,
       artifactPath: variant.artifactPath,

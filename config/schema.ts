@@ -40,6 +40,8 @@ const Variant = z
     endpoint: EndpointName,
     /** sklearn: the pipeline, predicting 0/1. pyfunc: the custom wrapper, predicting label and probability. */
     flavor: z.enum(['sklearn', 'pyfunc']),
+    /** Features the training rows take from the feature table, and the feature function's name. */
+    feature_lookup: z.object({ features: z.array(Identifier).min(1), function: Identifier }).strict().optional(),
   })
   .strict();
 
@@ -74,20 +76,26 @@ export const ProjectConfigSchema = z
       })
       .strict(),
     tables: z
-      .object({ train: Identifier, test: Identifier, extra: Identifier, quarantine: Identifier.default('quarantine') })
+      .object({
+        train: Identifier,
+        test: Identifier,
+        extra: Identifier,
+        quarantine: Identifier.default('quarantine'),
+        features: Identifier.default('hotel_features'),
+      })
       .strict(),
     model: z
       .object({
         feature_set: Identifier,
         /** Variants a run trains unless --variant says otherwise. */
-        variants: z.array(z.enum(['basic', 'custom'])).min(1),
+        variants: z.array(z.enum(['basic', 'custom', 'feature_lookup'])).min(1),
         seed: z.number().int(),
       })
       .strict(),
     feature_sets: z.record(Identifier, FeatureSet).refine((sets) => Object.keys(sets).length > 0, {
       message: 'must define at least one feature set',
     }),
-    variants: z.object({ basic: Variant, custom: Variant }).strict(),
+    variants: z.object({ basic: Variant, custom: Variant, feature_lookup: Variant }).strict(),
     registry: z
       .object({
         use_catalog_prefix: z.boolean(),

@@ -4,9 +4,9 @@ import type { PromotionApproval } from './approval';
 import { deployAndVerify } from './deploy';
 import { controlPlaneRetry, jobRetry } from './retry-policies';
 import { MLOPS_STAGE } from './search-attributes';
-import type { ApprovalOutcome, IngestResult, PipelineSpec, VariantResult } from './types';
+import type { ApprovalOutcome, IngestResult, PipelineSpec, TableRef, VariantResult } from './types';
 
-const { registerModelVersion, applyPromotion } = proxyActivities<Activities>({
+const { registerModelVersion, applyPromotion, updateFeatureTable } = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
   retry: controlPlaneRetry,
 });
@@ -35,6 +35,20 @@ export async function trainRegisterDeploy(
   tables: IngestResult,
   approval: PromotionApproval,
 ): Promise<VariantResult> {
+  // Runs recorded before the feature-lookup variant existed have no featureLookup in their spec.
+  const lookup = spec.training.featureLookup;
+  let featureTable: TableRef | undefined;
+  if (lookup) {
+    stage('features');
+    const updated = await updateFeatureTable({
+      table: { catalog: spec.catalog, schema: spec.schema, name: lookup.table },
+      key: lookup.key,
+      features: lookup.features,
+      sources: [tables.train, tables.test],
+    });
+    featureTable = updated.table;
+  }
+
   stage('train');
   const keyColumn = spec.ingest.renames[spec.ingest.idColumn] ?? spec.ingest.idColumn;
   const training = await trainModel({
@@ -43,6 +57,7 @@ export async function trainRegisterDeploy(
     target: spec.ingest.target.name,
     keyColumn,
     training: spec.training,
+    ...(featureTable ? { featureTable } : {}),
   });
 
   stage('log');
@@ -55,6 +70,7 @@ export async function trainRegisterDeploy(
     datasetDigest: tables.report.sourceSha256,
     qualityReport: tables.report,
     tags: { 'mlops.git_sha': spec.tracking.gitSha, 'mlops.branch': spec.tracking.branch, 'mlops.env': spec.env },
+    ...(lookup && featureTable ? { featureLookup: { spec: lookup, table: featureTable } } : {}),
   });
 
   stage('register');
@@ -74,7 +90,7 @@ export async function trainRegisterDeploy(
       inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
     });
     stage('done');
-    return { variant: spec.variant, training, run, modelVersion, deployment, smokeTest };
+    return { variant: spec.variant, ...(featureTable ? { featureTable } : {}), training, run, modelVersion, deployment, smokeTest };
   }
 
   stage('promote');
@@ -107,7 +123,7 @@ export async function trainRegisterDeploy(
     // The first version was rejected, so there is no champion to serve.
     stage('done');
     log.info('No champion to deploy', { model: modelVersion.name, approval: outcome.status });
-    return { variant: spec.variant, training, run, modelVersion, promotion };
+    return { variant: spec.variant, ...(featureTable ? { featureTable } : {}), training, run, modelVersion, promotion };
   }
   stage('deploy');
   const champion = { name: modelVersion.name, version: promotion.championVersionAfter };
@@ -119,5 +135,5 @@ export async function trainRegisterDeploy(
 
   stage('done');
   log.info('Variant finished', { variant: spec.variant, model: modelVersion.name, version: modelVersion.version, champion: champion.version, runId: run.runId });
-  return { variant: spec.variant, training, run, modelVersion, promotion, deployment, smokeTest };
+  return { variant: spec.variant, ...(featureTable ? { featureTable } : {}), training, run, modelVersion, promotion, deployment, smokeTest };
 }

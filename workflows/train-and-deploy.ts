@@ -37,7 +37,7 @@ export function specForVariant(spec: PipelineSpec, variant: VariantSpec): Pipeli
     tracking: { ...spec.tracking, experiment: variant.experiment, artifactPath: variant.artifactPath },
     registry: { ...spec.registry, modelName: variant.modelName },
     serving: { ...spec.serving, endpoint: variant.endpoint },
-    training: { ...spec.training, flavor: variant.flavor },
+    training: { ...spec.training, flavor: variant.flavor, featureLookup: variant.featureLookup },
   };
 }
 

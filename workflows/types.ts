@@ -33,7 +33,17 @@ export interface IngestSpec {
   tables: { train: string; test: string; extra: string; quarantine: string };
 }
 
-export type VariantName = 'basic' | 'custom';
+export type VariantName = 'basic' | 'custom' | 'feature_lookup';
+
+/** Features the feature-lookup variant takes from the feature table instead of the training rows. */
+export interface FeatureLookupSpec {
+  /** Feature table name in the run's catalog and schema. */
+  table: string;
+  key: string;
+  features: string[];
+  /** Name of the feature function that computes lead_time from the two date columns. */
+  functionName: string;
+}
 
 /** Names and model flavor of one variant, from the config's variants. */
 export interface VariantSpec {
@@ -43,6 +53,7 @@ export interface VariantSpec {
   modelName: string;
   endpoint: string;
   flavor: TrainingSpec['flavor'];
+  featureLookup?: FeatureLookupSpec;
 }
 
 export interface TrainingSpec {
@@ -53,6 +64,8 @@ export interface TrainingSpec {
   numericInputs: string[];
   /** Features the model pipeline computes from the inputs. */
   derivedInputs: string[];
+  /** Set for the feature-lookup variant. */
+  featureLookup?: FeatureLookupSpec;
   categoricalInputs: string[];
   parameters: Record<string, number | string | boolean>;
   seed: number;
@@ -233,6 +246,8 @@ export interface SmokeTestResult {
 export interface VariantResult {
   /** Absent in results of runs started before variants were named in the result. */
   variant?: VariantName;
+  /** Feature table version the feature-lookup variant trained with. */
+  featureTable?: TableRef;
   training: TrainResult;
   run: TrackedRun;
   modelVersion: ModelVersionRef;

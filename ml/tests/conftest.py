@@ -63,6 +63,7 @@ TABLE_SCHEMA = pa.schema(
         pa.field("market_segment_type", pa.string()),
         pa.field("booking_status", pa.int32()),
         pa.field("date_of_arrival", pa.date32()),
+        pa.field("date_of_booking", pa.date32()),
         pa.field("update_timestamp_utc", pa.timestamp("us")),
     ]
 )
@@ -98,6 +99,7 @@ def make_bookings(rows: int, seed: int, id_offset: int = 0) -> pd.DataFrame:
             "market_segment_type": "Online",
             "booking_status": (score > 0).astype(int),
             "date_of_arrival": arrival.date,
+            "date_of_booking": (arrival - pd.to_timedelta(lead_time, unit="D")).date,
             "update_timestamp_utc": pd.Timestamp("2024-05-01 12:00:00"),
         }
     )

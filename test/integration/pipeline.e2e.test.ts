@@ -164,7 +164,7 @@ describe('trainAndDeploy on the local stack', () => {
   });
 
   it('trains and serves every variant in its own run', async () => {
-    expect(firstRun.variants.map((v) => v.variant)).toEqual(['basic', 'custom']);
+    expect(firstRun.variants.map((v) => v.variant)).toEqual(['basic', 'custom', 'feature_lookup']);
     const custom = firstRun.variants[1];
     expect(custom.modelVersion.name).toBe('mlops_dev.acikgozm.hotel_reservations_model_custom');
     expect(custom.promotion?.decision).toBe('first_champion');
@@ -179,6 +179,24 @@ describe('trainAndDeploy on the local stack', () => {
     expect(known.probability).toBeLessThan(0.5);
     const child = await client.workflow.getHandle(variantWorkflowId(firstWorkflowId, 'custom')).describe();
     expect(child.status.name).toBe('COMPLETED');
+  });
+
+  it('trains the feature-lookup variant from the feature table', async () => {
+    const lookup = firstRun.variants[2];
+    expect(lookup.featureTable?.name).toBe('hotel_features');
+    expect(lookup.modelVersion.name).toBe('mlops_dev.acikgozm.hotel_reservations_model_fe');
+    // The feature table gives back the values the training rows had, so the model is the same.
+    expect(lookup.training.metrics).toEqual(first.training.metrics);
+    const { data } = await axios.get(`${mlflowUrl(settings)}/api/2.0/mlflow/runs/get`, { params: { run_id: lookup.run.runId } });
+    const datasets = data.run.inputs.dataset_inputs.map((d: { dataset: { name: string } }) => d.dataset.name);
+    expect(datasets).toContain('mlops_dev.acikgozm.hotel_features');
+    const spec = await axios.get(`${mlflowUrl(settings)}/get-artifact`, {
+      params: { run_uuid: lookup.run.runId, path: 'feature_spec.json' },
+    });
+    expect(spec.data.lookups[0]).toMatchObject({ table_name: 'mlops_dev.acikgozm.hotel_features', lookup_key: ['booking_id'] });
+    expect(spec.data.functions[0]).toMatchObject({ udf_name: 'mlops_dev.acikgozm.calculate_lead_time', output_name: 'lead_time' });
+    const endpoint = await serving.get('hotel-reservations-model-fe-serving');
+    expect(endpoint?.state.ready).toBe('READY');
   });
 
   it('attaches the evaluation plots to the run', async () => {

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hotel_mlops.errors import InvalidInputError
+from hotel_mlops.feature_lookup import read_with_lookup
 from hotel_mlops.spec import TrainSpec
 
 # Distinct invalid target values quoted in an error message, at most.
@@ -92,15 +93,26 @@ def load_split(role: str, path: Path, spec: TableColumns) -> Split:
 
 def _read_table(role: str, path: Path, spec: TableColumns) -> tuple[pa.Table | None, list[str]]:
     label = f"{role} file {path}"
-    try:
-        schema = pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as error:
-        return None, [f"{label} is not a readable Parquet file ({error})"]
-
     expected = [*spec.input_columns, spec.target]
-    missing = [column for column in expected if column not in schema.names]
-    if missing:
-        return None, [f"{label} is missing columns {', '.join(missing)}"]
+    key = spec.key_column
+    columns = [*expected, key] if key is not None and key not in expected else expected
+    lookup = getattr(spec, "feature_lookup", None)
+    table: pa.Table | None = None
+    if lookup is not None:
+        table, problems = read_with_lookup(role, path, columns, lookup)
+        if table is None:
+            return None, problems
+        schema = table.schema
+    else:
+        try:
+            schema = pq.read_schema(path)
+        except (pa.ArrowInvalid, OSError) as error:
+            return None, [f"{label} is not a readable Parquet file ({error})"]
+        missing = [column for column in expected if column not in schema.names]
+        if missing:
+            return None, [f"{label} is missing columns {', '.join(missing)}"]
+        if key is not None and key not in schema.names:
+            return None, [f"{label} is missing the key column {key}"]
 
     problems = []
     for column in spec.numeric_inputs:
@@ -119,14 +131,12 @@ def _read_table(role: str, path: Path, spec: TableColumns) -> tuple[pa.Table | N
     if problems:
         return None, problems
 
-    if spec.key_column is None:
-        return pq.read_table(path, columns=expected), []
-    if spec.key_column not in schema.names:
-        return None, [f"{label} is missing the key column {spec.key_column}"]
-    if spec.key_column in expected:
-        return pq.read_table(path, columns=expected).sort_by(spec.key_column), []
-    table = pq.read_table(path, columns=[*expected, spec.key_column]).sort_by(spec.key_column)
-    return table.drop_columns([spec.key_column]), []
+    if table is None:
+        table = pq.read_table(path, columns=columns)
+    if key is None:
+        return table, []
+    table = table.sort_by(key)
+    return (table if key in expected else table.drop_columns([key])), []
 
 
 def _to_split(role: str, path: Path, table: pa.Table, spec: TableColumns) -> tuple[Split | None, list[str]]:

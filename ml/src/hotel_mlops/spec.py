@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hotel_mlops.errors import InvalidInputError
+from hotel_mlops.feature_lookup import FeatureLookup
 
 # LightGBM parameter names, with aliases, that the spec sets through another field.
 RESERVED_PARAMETERS = {"random_state": "seed", "seed": "seed", "random_seed": "seed"}
@@ -48,6 +49,8 @@ class TrainSpec:
     # sklearn: the pipeline itself, whose predict returns 0/1. pyfunc: the custom wrapper in
     # hotel_mlops.pyfunc_model, returning the label and the probability, with the package wheel.
     flavor: str = "sklearn"
+    # The feature-lookup variant: training rows get these features from a feature table by key.
+    feature_lookup: FeatureLookup | None = None
 
     @property
     def input_columns(self) -> list[str]:
@@ -67,6 +70,13 @@ class TrainSpec:
             "key_column": self.key_column,
             "derived_inputs": list(self.derived_inputs),
             "flavor": self.flavor,
+            "feature_lookup": None
+            if self.feature_lookup is None
+            else {
+                "table_path": str(self.feature_lookup.table_path),
+                "key": self.feature_lookup.key,
+                "features": list(self.feature_lookup.features),
+            },
         }
 
 
@@ -179,6 +189,7 @@ def parse_train_spec(raw: Any) -> TrainSpec:
         derived_inputs=derived_inputs,
         feature_set=_optional_str(spec, "feature_set"),
         flavor=flavor,
+        feature_lookup=_parse_feature_lookup(spec, numeric_inputs),
     )
 
 
@@ -192,6 +203,25 @@ def parse_score_spec(raw: Any) -> ScoreSpec:
         numeric_inputs=_require_name_list(spec, "numeric_inputs", allow_empty=False),
         categorical_inputs=_require_name_list(spec, "categorical_inputs", allow_empty=True),
         key_column=_optional_str(spec, "key_column"),
+    )
+
+
+def _parse_feature_lookup(spec: dict[str, Any], numeric_inputs: tuple[str, ...]) -> FeatureLookup | None:
+    raw = spec.get("feature_lookup")
+    if raw is None:
+        return None
+    lookup = _require_object(raw, "feature_lookup")
+    features = _require_name_list(lookup, "features", allow_empty=False)
+    not_inputs = [name for name in features if name not in numeric_inputs]
+    if not_inputs:
+        raise InvalidInputError(
+            f"Invalid spec: feature_lookup.features {', '.join(not_inputs)} are not numeric_inputs. "
+            "Look up only features the model uses."
+        )
+    return FeatureLookup(
+        table_path=_require_absolute_path(lookup, "table_path"),
+        key=_require_str(lookup, "key"),
+        features=features,
     )
 
 
