@@ -7,6 +7,9 @@ module.exports = {
       displayName: 'unit',
       testEnvironment: 'node',
       transform,
+      // A hang guard, not a speed check: tests that ingest the real file or start Python take seconds,
+      // and more on a loaded 2-core machine.
+      testTimeout: 120_000,
       testMatch: ['<rootDir>/test/unit/**/*.test.ts'],
     },
     {
