@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { log } from '@temporalio/activity';
 import { invalidInput } from '../common/errors';
 import { LocalCatalog } from '../platform/catalog/local';
@@ -28,7 +29,7 @@ export interface FeatureTableResult {
 /**
  * Upserts the features of every booking in the source tables into the feature table by key, as a new
  * version with a change feed. The original project appended the newest rows blindly, so repeated ids
- * piled up; here the key is checked to be unique and unchanged rows keep their stored version.
+ * piled up. Here the key is checked to be unique, and unchanged rows keep their stored version.
  */
 export async function updateFeatureTable(catalogRoot: string, input: FeatureTableInput): Promise<FeatureTableResult> {
   const catalog = new LocalCatalog(catalogRoot);
@@ -47,7 +48,9 @@ export async function updateFeatureTable(catalogRoot: string, input: FeatureTabl
   const batch = input.sources
     .map((source) => `SELECT ${columns} FROM read_parquet(${quoteLiteral(catalog.snapshotPath(source))})`)
     .join(' UNION ALL ');
-  const { instance, connection } = await openDuckDB();
+  const spill = path.join(catalogRoot, '_staging', `features-${crypto.randomUUID()}`);
+  fs.mkdirSync(spill, { recursive: true });
+  const { instance, connection } = await openDuckDB(spill);
   try {
     const reader = await connection.runAndReadAll(
       `SELECT ${key} AS id, count(*)::INTEGER AS n FROM (${batch}) GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 5`,
@@ -78,5 +81,6 @@ export async function updateFeatureTable(catalogRoot: string, input: FeatureTabl
   } finally {
     connection.closeSync();
     instance.closeSync();
+    fs.rmSync(spill, { recursive: true, force: true });
   }
 }

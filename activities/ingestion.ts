@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { log } from '@temporalio/activity';
-import { invalidInput } from '../common/errors';
+import { invalidConfig, invalidInput, transient } from '../common/errors';
 import { LocalCatalog } from '../platform/catalog/local';
 import type { TableName, TableVersionInfo } from '../platform/catalog/port';
 import type { IngestResult, IngestSpec, NumericFeature, QualityReport, TableRef } from '../workflows/types';
@@ -48,6 +48,15 @@ const EXAMPLES = 5;
  */
 const DEFAULT_MEMORY_LIMIT = '1GB';
 
+/** Returns the DuckDB memory limit, failing with the variable's name when MLOPS_DUCKDB_MEMORY_LIMIT is malformed. */
+function duckdbMemoryLimit(): string {
+  const value = process.env.MLOPS_DUCKDB_MEMORY_LIMIT ?? DEFAULT_MEMORY_LIMIT;
+  if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(value.trim())) {
+    throw invalidConfig(`Invalid MLOPS_DUCKDB_MEMORY_LIMIT=${value}: expected a size such as 512MB or 2GB. Fix or unset it.`);
+  }
+  return value.trim();
+}
+
 /**
  * Opens an in-memory DuckDB with extension downloads off (this machine may have no internet). With a
  * `spillDirectory`, DuckDB keeps to the memory limit and spills what does not fit there.
@@ -60,7 +69,7 @@ export async function openDuckDB(
     autoload_known_extensions: 'false',
   };
   if (spillDirectory) {
-    options.memory_limit = process.env.MLOPS_DUCKDB_MEMORY_LIMIT ?? DEFAULT_MEMORY_LIMIT;
+    options.memory_limit = duckdbMemoryLimit();
     options.temp_directory = spillDirectory;
   }
   const instance = await DuckDBInstance.create(':memory:', options);
@@ -240,6 +249,10 @@ async function readRaw(connection: DuckDBConnection, file: string, header: CsvHe
     await connection.run(readRawSql(file, header.columns, header.delimiter));
   } catch (error) {
     const message = (error as Error).message;
+    if (/^(Out of Memory Error|IO Error)/.test(message) || /No space left/.test(message)) {
+      // The machine, not the file: another attempt may find memory or disk free.
+      throw transient(`Reading ${file} failed for lack of resources: ${message.split('\n')[0]}`, error as Error);
+    }
     const shape = /CSV Error on Line: (\d+)[\s\S]*?Expected Number of Columns: (\d+) Found: (\d+)/.exec(message);
     if (shape) {
       throw invalidInput(
@@ -413,7 +426,7 @@ export async function ingestBookings(
 
   const header = readHeader(file);
   const ingestedAt = new Date().toISOString();
-  const stagingDir = path.join(catalogRoot, '_staging', `one-pass-${process.pid}-${Date.now()}`);
+  const stagingDir = path.join(catalogRoot, '_staging', `ingest-${crypto.randomUUID()}`);
   fs.mkdirSync(stagingDir, { recursive: true });
   const { instance, connection } = await openDuckDB(path.join(stagingDir, 'spill'));
   try {
@@ -429,7 +442,9 @@ export async function ingestBookings(
       );
     }
 
-    // Stage all three merges before committing any, so a failure leaves every table as it was.
+    // Stage all three merges before committing any, so a failing check or merge leaves every table as
+    // it was. A commit that fails midway leaves the earlier tables committed; a retry finds them by
+    // their source hash and commits the rest.
     const id = renamed(spec, spec.idColumn);
     const staged = {} as Record<SplitTable, { merge: StagedMerge; previous?: TableVersionInfo }>;
     for (const key of SPLIT_TABLES) {
@@ -460,12 +475,21 @@ export async function ingestBookings(
         refs[key] = { ...names[key], version: previous.version };
         continue;
       }
-      refs[key] = await catalog.commit(
-        names[key],
-        merge.snapshot,
-        { rowCount: merge.rowCount, sourceHash, changes: merge.counts, report: report as unknown as Record<string, unknown> },
-        { expectedVersion: previous?.version ?? 0, stagedChanges: merge.changes, operation: previous ? 'MERGE' : 'WRITE' },
-      );
+      try {
+        refs[key] = await catalog.commit(
+          names[key],
+          merge.snapshot,
+          { rowCount: merge.rowCount, sourceHash, changes: merge.counts, report: report as unknown as Record<string, unknown> },
+          { expectedVersion: previous?.version ?? 0, stagedChanges: merge.changes, operation: previous ? 'MERGE' : 'WRITE' },
+        );
+      } catch (error) {
+        // Staged files of this and the later tables would otherwise stay in their _staging folders.
+        for (const pending of Object.values(staged)) {
+          fs.rmSync(pending.merge.snapshot, { force: true });
+          if (pending.merge.changes) fs.rmSync(pending.merge.changes, { force: true });
+        }
+        throw error;
+      }
     }
     const quarantine =
       report.rowsQuarantined > 0

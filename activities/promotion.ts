@@ -177,23 +177,43 @@ export interface ApplyPromotionInput {
  * first version was rejected).
  */
 export async function applyPromotion(registry: MlflowRegistry, input: ApplyPromotionInput): Promise<PromotionOutcome> {
-  const promoted = input.decision.promote && input.approval.status !== 'rejected' && input.approval.status !== 'timed_out_rejected';
+  const allowed = input.decision.promote && input.approval.status !== 'rejected' && input.approval.status !== 'timed_out_rejected';
   try {
+    // The decision may be hours old when an approval was awaited. If another run moved the champion
+    // meanwhile, this version was never compared with the new one, so it does not take the alias.
+    const current = allowed ? (await registry.getVersionByAlias(input.modelName, input.championAlias))?.version : undefined;
+    const moved = allowed && current !== undefined && current !== input.decision.championVersion && current !== input.version;
+    const promoted = allowed && !moved;
+    if (moved) {
+      log.warn('Champion changed while the promotion was pending; keeping it', {
+        model: input.modelName,
+        version: input.version,
+        comparedWith: input.decision.championVersion,
+        champion: current,
+      });
+    }
     if (promoted) {
       await registry.setAlias(input.modelName, input.championAlias, input.version);
       log.info('Champion alias moved', { model: input.modelName, alias: input.championAlias, version: input.version });
     }
+    let outcome = 'not_promoted';
+    if (promoted) outcome = 'champion';
+    else if (moved) outcome = 'not_promoted_champion_changed';
+    let championAfter = input.decision.championVersion;
+    if (promoted) championAfter = input.version;
+    else if (moved) championAfter = current;
     await registry.setVersionTags(input.modelName, input.version, {
       [`${PROMOTION_TAG_PREFIX}approval`]: input.approval.status,
-      [`${PROMOTION_TAG_PREFIX}outcome`]: promoted ? 'champion' : 'not_promoted',
-      ...(input.approval.by ? { [`${PROMOTION_TAG_PREFIX}approved_by`]: input.approval.by } : {}),
+      [`${PROMOTION_TAG_PREFIX}outcome`]: outcome,
+      ...(input.approval.by ? { [`${PROMOTION_TAG_PREFIX}decided_by`]: input.approval.by } : {}),
+      ...(input.approval.reason ? { [`${PROMOTION_TAG_PREFIX}reason`]: input.approval.reason } : {}),
     });
     return {
       ...input.decision,
       approval: input.approval,
       promoted,
       championAlias: input.championAlias,
-      championVersionAfter: promoted ? input.version : input.decision.championVersion,
+      championVersionAfter: championAfter,
     };
   } catch (error) {
     throw classifyHttpError(error, `Promoting ${input.modelName} version ${input.version}`);

@@ -39,6 +39,12 @@ program
   .option('--wait', 'wait for the result and print it as JSON')
   .action(async (options: RunOptions) => {
     const settings = stackSettings();
+    if (options.data && options.synthetic) {
+      throw new Error('Pass either --data PATH or --synthetic ROWS, not both: a run ingests one source.');
+    }
+    if (options.seed !== undefined && !Number.isInteger(Number(options.seed))) {
+      throw new Error(`Invalid --seed ${options.seed}: expected a whole number.`);
+    }
     const synthetic = options.synthetic
       ? { rows: Number(options.synthetic), ...(options.seed ? { seed: Number(options.seed) } : {}) }
       : undefined;
@@ -95,14 +101,22 @@ program
  * one of its variant runs. Falls back to the given id, whose update then explains that nothing waits.
  */
 async function waitingRun(client: Client, pipelineId: string, variants: string[]): Promise<string> {
+  const waiting: string[] = [];
   for (const id of [pipelineId, ...variants.map((variant) => variantWorkflowId(pipelineId, variant))]) {
     const state = await client.workflow
       .getHandle(id)
       .query(approvalStateQuery)
-      .catch(() => undefined);
-    if (state?.phase === 'waiting') return id;
+      .catch((error: Error) => {
+        // A variant that this run does not train has no run; any other failure is worth knowing.
+        if (!(error instanceof WorkflowNotFoundError) && id === pipelineId) throw error;
+        return undefined;
+      });
+    if (state?.phase === 'waiting') waiting.push(id);
   }
-  return pipelineId;
+  if (waiting.length > 1) {
+    throw new Error(`Several runs wait for approval: ${waiting.join(', ')}. Choose one with --variant NAME.`);
+  }
+  return waiting[0] ?? pipelineId;
 }
 
 for (const [name, update, verb] of [

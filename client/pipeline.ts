@@ -59,7 +59,7 @@ export function pipelineSpec(request: PipelineRequest): PipelineSpec {
     branch: git(['rev-parse', '--abbrev-ref', 'HEAD']) ?? 'unknown',
     serving: request.serving,
     featureSet: request.featureSet,
-    variants: request.variant ? request.variant.split(',').map((name) => name.trim()) : undefined,
+    variants: request.variant === undefined ? undefined : request.variant.split(',').map((name) => name.trim()),
   });
   return request.synthetic ? { ...spec, syntheticBatch: request.synthetic } : spec;
 }

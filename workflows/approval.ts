@@ -15,6 +15,9 @@ export interface ApprovalState {
   outcome?: ApprovalOutcome;
 }
 
+/** Longest `by` or `reason` accepted; both become model version tags. */
+const MAX_TEXT = 500;
+
 /** Approves the promotion the run waits for. Rejected unless the run is waiting for approval. */
 export const approveUpdate = defineUpdate<ApprovalState, [ApprovalInput]>('approve');
 /** Rejects the promotion the run waits for; the champion stays as it is. */
@@ -36,7 +39,16 @@ export class PromotionApproval {
       this.state = { ...this.state, phase: 'decided', outcome };
       return this.state;
     };
-    const validate = (_input: ApprovalInput): void => {
+    const validate = (input: ApprovalInput): void => {
+      for (const [field, value] of Object.entries(input ?? {})) {
+        if (value !== undefined && (typeof value !== 'string' || value.length > MAX_TEXT)) {
+          throw ApplicationFailure.create({
+            type: 'InvalidInput',
+            nonRetryable: true,
+            message: `${field} must be text of at most ${MAX_TEXT} characters, got ${JSON.stringify(value).slice(0, 80)}.`,
+          });
+        }
+      }
       if (this.state.phase !== 'waiting') {
         throw ApplicationFailure.create({
           type: 'InvalidInput',
@@ -56,8 +68,9 @@ export class PromotionApproval {
   /** Waits for `approve` or `reject` for `version`, or applies the configured outcome on timeout. */
   async waitFor(version: string, approval: PromotionSpec['approval']): Promise<ApprovalOutcome> {
     this.state = { phase: 'waiting', version };
-    const decided = await condition(() => this.state.phase === 'decided', approval.timeoutSeconds * 1000);
-    if (!decided) {
+    await condition(() => this.state.phase === 'decided', approval.timeoutSeconds * 1000);
+    // An update accepted in the same activation as the timer counts, even when the timer won the race.
+    if (this.state.phase !== 'decided') {
       const status = approval.onTimeout === 'approve' ? 'timed_out_approved' : 'timed_out_rejected';
       this.state = { phase: 'decided', version, outcome: { status, at: new Date().toISOString() } };
     }

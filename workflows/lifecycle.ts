@@ -20,6 +20,16 @@ const { trainModel, logTrainingRun, evaluatePromotion } = proxyActivities<Activi
 /** Marks runs that passed the promotion gate; older histories replay without it. */
 const PROMOTION_GATE_PATCH = 'promotion-gate';
 
+/**
+ * Returns every raw booking column a model of any feature set may read. The smoke test sends them all,
+ * because the served champion may use another feature set than this run, and MLflow ignores columns
+ * outside a model's signature.
+ */
+function bookingColumns(spec: PipelineSpec): string[] {
+  const renamed = (name: string): string => spec.ingest.renames[name] ?? name;
+  return [...spec.ingest.numericFeatures.map((feature) => renamed(feature.name)), ...spec.ingest.categoricalFeatures.map(renamed)];
+}
+
 /** Sets the MlopsStage search attribute, shown in the Web UI's run list. */
 export function stage(name: string): void {
   upsertSearchAttributes([{ key: MLOPS_STAGE, value: name }]);
@@ -82,12 +92,14 @@ export async function trainRegisterDeploy(
     evaluation: { test: tables.test, metrics: training.metrics },
   });
 
-  if (!patched(PROMOTION_GATE_PATCH)) {
+  // A run started before the gate existed has no promotion settings, also when it reaches this point
+  // on a newer worker.
+  if (!patched(PROMOTION_GATE_PATCH) || spec.registry.promotion === undefined) {
     // A run started before the promotion gate existed deploys the version it registered.
     stage('deploy');
     const { deployment, smokeTest } = await deployAndVerify(spec.serving, modelVersion, {
       test: tables.test,
-      inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
+      inputs: bookingColumns(spec),
     });
     stage('done');
     return { variant: spec.variant, ...(featureTable ? { featureTable } : {}), training, run, modelVersion, deployment, smokeTest };
@@ -105,7 +117,10 @@ export async function trainRegisterDeploy(
     training: spec.training,
     promotion: gate,
   });
-  let outcome: ApprovalOutcome = { status: decision.promote ? 'not_required' : 'not_asked' };
+  // An already_champion retry moved the alias before, so nothing is asked again.
+  let outcome: ApprovalOutcome = {
+    status: decision.promote && decision.decision !== 'already_champion' ? 'not_required' : 'not_asked',
+  };
   if (decision.promote && gate.approval.required && decision.decision !== 'already_champion') {
     stage('awaiting-approval');
     log.info('Waiting for approval of the promotion', { version: modelVersion.version, timeoutSeconds: gate.approval.timeoutSeconds });
@@ -129,7 +144,7 @@ export async function trainRegisterDeploy(
   const champion = { name: modelVersion.name, version: promotion.championVersionAfter };
   const { deployment, smokeTest } = await deployAndVerify(spec.serving, champion, {
     test: tables.test,
-    inputs: [...spec.training.numericInputs, ...spec.training.categoricalInputs],
+    inputs: bookingColumns(spec),
     output: spec.training.flavor === 'pyfunc' ? 'label_and_probability' : 'label',
   });
 

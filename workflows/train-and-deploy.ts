@@ -1,4 +1,5 @@
 import {
+  ApplicationFailure,
   executeChild,
   ParentClosePolicy,
   patched,
@@ -76,15 +77,23 @@ export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult
     spec: spec.ingest,
   });
 
-  if (!patched(VARIANT_CHILDREN_PATCH)) {
-    // A run started before variants ran as child workflows trains its one variant inline.
+  // A run started before variants ran as child workflows trains its one variant inline, also when it
+  // reaches this point on a newer worker: its spec then has no variants list.
+  if (!patched(VARIANT_CHILDREN_PATCH) || spec.variants === undefined) {
     return { tables, variants: [await trainRegisterDeploy(spec, tables, approval)] };
+  }
+  if (spec.variants.length === 0) {
+    throw ApplicationFailure.create({
+      type: 'InvalidInput',
+      nonRetryable: true,
+      message: 'The run spec lists no variants to train. Pass --variant basic, custom, feature_lookup or all.',
+    });
   }
 
   stage('variants');
-  const variants = spec.variants ?? [];
-  const results = await Promise.all(
-    variants.map((variant) =>
+  // Every variant runs to its end even when another fails, so one failure does not cut a deployment short.
+  const settled = await Promise.allSettled(
+    spec.variants.map((variant) =>
       executeChild(trainVariant, {
         workflowId: variantWorkflowId(workflowInfo().workflowId, variant.name),
         args: [{ spec, variant, tables }],
@@ -93,6 +102,19 @@ export async function trainAndDeploy(spec: PipelineSpec): Promise<PipelineResult
       }),
     ),
   );
+  const failed = settled.flatMap((outcome, index) =>
+    outcome.status === 'rejected' ? [`${spec.variants![index].name}: ${(outcome.reason as Error).message}`] : [],
+  );
+  const results = settled.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
+  if (failed.length > 0) {
+    stage('failed');
+    throw ApplicationFailure.create({
+      type: 'VariantFailed',
+      nonRetryable: true,
+      message: `${failed.length} of ${spec.variants.length} variants failed: ${failed.join('; ')}`,
+      details: [{ tables, variants: results }],
+    });
+  }
   stage('done');
   return { tables, variants: results };
 }

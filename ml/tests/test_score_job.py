@@ -5,6 +5,7 @@ from conftest import (
     Tables,
     make_bookings,
     run_job_subprocess,
+    train_spec,
     write_table,
 )
 from mlflow.tracking import MlflowClient
@@ -63,3 +64,20 @@ def test_missing_model_version_exits_2(registered, store, tables: Tables, tmp_pa
 
     assert run.exit_code == 2
     assert f"models:/{MODEL_NAME}/99" in run.log_lines[-1]["msg"]
+
+
+def test_score_reads_the_columns_of_the_model_signature(store, tables: Tables, tmp_path):
+    # A champion trained on another feature set than the scoring spec names: its signature decides.
+    extended = [*NUMERIC_INPUTS, "arrival_year", "arrival_month", "arrival_date"]
+    spec = train_spec(
+        tables, tmp_path / "extended", numeric_inputs=extended, derived_inputs=["arrival_weekday"]
+    )
+    trained = run_job_subprocess("train", spec, tmp_path)
+    assert trained.exit_code == 0, trained.stderr
+
+    run = run_job_subprocess(
+        "score", score_spec(store, trained.result["model_dir"], tables.test_path), tmp_path
+    )
+
+    assert run.exit_code == 0, run.stderr
+    assert run.result["metrics"] == pytest.approx(trained.result["metrics"])

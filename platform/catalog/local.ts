@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TableName, TableRef, TableVersionInfo } from './port';
@@ -59,7 +60,7 @@ export class LocalCatalog {
   stagingPath(table: TableName, tag: string): string {
     const dir = path.join(this.tableDir(table), '_staging');
     fs.mkdirSync(dir, { recursive: true });
-    return path.join(dir, `${tag}-${process.pid}-${Date.now()}.parquet`);
+    return path.join(dir, `${tag}-${randomUUID()}.parquet`);
   }
 
   history(table: TableName): TableVersionInfo[] {

@@ -63,6 +63,8 @@ async function startWorker(taskQueue: string, promote: boolean, beforeTraining: 
   const registry = {
     setAlias: async (_name: string, alias: string, version: string) => void recorded.aliases.push({ alias, version }),
     setVersionTags: async () => undefined,
+    // The champion the stand-in gate compared with is still champion when the promotion is applied.
+    getVersionByAlias: async () => ({ name: MODEL, version: '1' }),
   } as unknown as MlflowRegistry;
   const worker = await Worker.create({
     connection: env.nativeConnection,

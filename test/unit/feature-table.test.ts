@@ -45,7 +45,7 @@ describe('updateFeatureTable', () => {
     created = await update(root, featureInput(first));
   });
 
-  it('writes one row per booking of train and test with the key and features', async () => {
+  it('writes one row per booking', async () => {
     const stored = await rows(new LocalCatalog(root).snapshotPath(created.table));
     expect(created.table.version).toBe(1);
     expect(stored).toHaveLength(first.report.rowsTrain + first.report.rowsTest);

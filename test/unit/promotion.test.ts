@@ -1,4 +1,7 @@
-import { challengerWins, evaluationTags, testTableTag } from '../../activities/promotion';
+import { applyPromotion, challengerWins, evaluationTags, testTableTag, type ApplyPromotionInput } from '../../activities/promotion';
+import type { MlflowRegistry } from '../../platform/registry/mlflow-registry';
+import type { PromotionOutcome } from '../../workflows/types';
+import { quietActivityEnvironment } from '../helpers/fixtures';
 import { ProjectConfigSchema } from '../../config/schema';
 import { loadProjectConfig } from '../../config/load';
 
@@ -61,5 +64,58 @@ describe('promotion config', () => {
     const parsed = ProjectConfigSchema.safeParse(broken);
     expect(parsed.success).toBe(false);
     expect(parsed.error?.issues[0].path).toEqual(['registry', 'promotion', 'metric']);
+  });
+});
+
+describe('applyPromotion', () => {
+  function fakeRegistry(champion: string | undefined) {
+    const calls = { aliases: [] as string[], tags: {} as Record<string, string> };
+    const registry = {
+      getVersionByAlias: async () => (champion ? { name: 'm', version: champion } : undefined),
+      setAlias: async (_name: string, _alias: string, version: string) => void calls.aliases.push(version),
+      setVersionTags: async (_name: string, _version: string, tags: Record<string, string>) => void Object.assign(calls.tags, tags),
+    } as unknown as MlflowRegistry;
+    return { registry, calls };
+  }
+  const input: ApplyPromotionInput = {
+    modelName: 'm',
+    version: '3',
+    championAlias: 'champion',
+    decision: {
+      decision: 'promote',
+      promote: true,
+      metric: 'roc_auc',
+      margin: 0,
+      challengerVersion: '3',
+      challengerScore: 0.93,
+      championVersion: '1',
+      championScore: 0.9,
+      testTable: 't@1',
+      championRescored: false,
+    },
+    approval: { status: 'approved', by: 'ana', reason: 'checked the plots' },
+  };
+  const apply = (registry: MlflowRegistry) =>
+    quietActivityEnvironment().run(applyPromotion, registry, input) as Promise<PromotionOutcome>;
+
+  it('moves the alias and records who decided and why', async () => {
+    const { registry, calls } = fakeRegistry('1');
+    const outcome = await apply(registry);
+    expect(outcome.promoted).toBe(true);
+    expect(calls.aliases).toEqual(['3']);
+    expect(calls.tags).toMatchObject({
+      'mlops.promotion.outcome': 'champion',
+      'mlops.promotion.decided_by': 'ana',
+      'mlops.promotion.reason': 'checked the plots',
+    });
+  });
+
+  it('keeps a champion that changed while the promotion waited', async () => {
+    const { registry, calls } = fakeRegistry('2');
+    const outcome = await apply(registry);
+    expect(outcome.promoted).toBe(false);
+    expect(outcome.championVersionAfter).toBe('2');
+    expect(calls.aliases).toEqual([]);
+    expect(calls.tags['mlops.promotion.outcome']).toBe('not_promoted_champion_changed');
   });
 });

@@ -6,7 +6,9 @@ champion was evaluated on the test table of its own training, so the gate scores
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,15 +20,27 @@ from hotel_mlops.evaluate import classification_metrics, positive_class_probabil
 from hotel_mlops.joblog import JobLogger
 from hotel_mlops.spec import ScoreSpec
 
-# Column of a pyfunc model's output that holds the probability of class 1.
+# Column of a pyfunc model's output that contains the probability of class 1.
 PROBABILITY_COLUMN = "probability"
 
 
 def run_score(spec: ScoreSpec, log: JobLogger) -> dict[str, Any]:
-    """Load the model, predict class-1 probabilities for the test table and return the metrics."""
+    """Load the model, predict class-1 probabilities for the test table and return the metrics.
+
+    The model's signature decides which columns are read, so a champion trained on another feature
+    set than the spec's is scored on its own inputs.
+    """
+    import mlflow
+    from mlflow.models import Model
+
+    mlflow.set_tracking_uri(spec.tracking_uri)
+    saved = _load(spec, lambda: Model.load(spec.model_uri))
+    columns = _signature_columns(saved)
+    if columns is not None:
+        spec = dataclasses.replace(spec, numeric_inputs=columns[0], categorical_inputs=columns[1])
     test = load_split("test", spec.test_path, spec)
     started = time.monotonic()
-    probability = predict_probability(spec, test.features)
+    probability = predict_probability(spec, saved, test.features)
     metrics = classification_metrics(test.labels, probability)
     log.info(
         "Scored model on the test table",
@@ -38,25 +52,48 @@ def run_score(spec: ScoreSpec, log: JobLogger) -> dict[str, Any]:
     return {"model_uri": spec.model_uri, "rows": len(test.labels), "metrics": metrics}
 
 
-def predict_probability(spec: ScoreSpec, features: pd.DataFrame) -> np.ndarray:
-    """Return the class-1 probability per row, from a scikit-learn model or a pyfunc probability column."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
+def _signature_columns(saved: Any) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """Return the numeric and categorical input columns of a model's signature, if it has one."""
+    if saved.signature is None:
+        return None
+    numeric, categorical = [], []
+    for column in saved.signature.inputs.inputs:
+        (categorical if column.type.name == "string" else numeric).append(column.name)
+    return tuple(numeric), tuple(categorical)
 
-    mlflow.set_tracking_uri(spec.tracking_uri)
+
+def _load(spec: ScoreSpec, load: Callable[[], Any]) -> Any:
+    from mlflow.exceptions import MlflowException
+
     try:
-        flavors = Model.load(spec.model_uri).flavors
-        if "sklearn" in flavors:
-            return positive_class_probability(mlflow.sklearn.load_model(spec.model_uri), features)
-        output = mlflow.pyfunc.load_model(spec.model_uri).predict(features)
+        return load()
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise InvalidInputError(
-                f"Invalid input: model {spec.model_uri} could not be loaded ({error.message}). "
+                f"Invalid input: model {spec.model_uri} could not be loaded ({error.message[:300]}). "
                 "Pass an existing model version."
             ) from error
         raise
+
+
+def predict_probability(spec: ScoreSpec, saved: Any, features: pd.DataFrame) -> np.ndarray:
+    """Return the class-1 probability per row, from a scikit-learn model or a pyfunc probability column."""
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+
+    if "sklearn" in saved.flavors:
+        return positive_class_probability(
+            _load(spec, lambda: mlflow.sklearn.load_model(spec.model_uri)), features
+        )
+    model = _load(spec, lambda: mlflow.pyfunc.load_model(spec.model_uri))
+    try:
+        output = model.predict(features)
+    except MlflowException as error:
+        raise InvalidInputError(
+            f"Invalid input: model {spec.model_uri} rejected the test table's columns "
+            f"({error.message[:300]}). Score it on a table with the columns of its signature."
+        ) from error
     if isinstance(output, pd.DataFrame) and PROBABILITY_COLUMN in output.columns:
         return output[PROBABILITY_COLUMN].to_numpy(dtype="float64")
     raise InvalidInputError(
