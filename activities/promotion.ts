@@ -25,14 +25,18 @@ const PROMOTION_TAG_PREFIX = 'mlops.promotion.';
 /** Metrics where a smaller value is better. */
 const LOWER_IS_BETTER: ReadonlySet<PromotionMetric> = new Set(['log_loss']);
 
-/** Returns the tag value of a test table version, such as `mlops_dev.acikgozm.test_set@3`. */
-export function testTableTag(test: TableRef): string {
-  return `${qualifiedName(test)}@${test.version}`;
+/**
+ * Returns the tag value of the rows a model was tested on, such as `mlops_dev.acikgozm.test_set@3`, or
+ * `...test_set@3+mlops_dev.acikgozm.extra_set@2` when the other segments' test rows joined them.
+ */
+export function testTableTag(test: TableRef, extra?: TableRef): string {
+  const base = `${qualifiedName(test)}@${test.version}`;
+  return extra ? `${base}+${qualifiedName(extra)}@${extra.version}` : base;
 }
 
-/** Returns the version tags that record a version's test metrics and the table they were computed on. */
-export function evaluationTags(test: TableRef, metrics: Record<string, number>): Record<string, string> {
-  const tags: Record<string, string> = { [TEST_TABLE_TAG]: testTableTag(test) };
+/** Returns the version tags that record a version's test metrics and the rows they were computed on. */
+export function evaluationTags(test: TableRef, metrics: Record<string, number>, extra?: TableRef): Record<string, string> {
+  const tags: Record<string, string> = { [TEST_TABLE_TAG]: testTableTag(test, extra) };
   for (const [name, value] of Object.entries(metrics)) tags[`${METRIC_TAG_PREFIX}${name}`] = String(value);
   return tags;
 }
@@ -54,6 +58,8 @@ export interface PromotionInput {
   /** Test metrics of the challenger on `test`. */
   challengerMetrics: Record<string, number>;
   test: TableRef;
+  /** With training on all rows: the other segments' table whose test part joins the test table. */
+  extraRows?: { table: TableRef; testFraction: number };
   target: string;
   keyColumn: string;
   training: Pick<TrainingSpec, 'numericInputs' | 'categoricalInputs'>;
@@ -86,7 +92,7 @@ export async function evaluatePromotion(
       message: `The training metrics have no ${metric}; they have ${Object.keys(input.challengerMetrics).join(', ')}. Set registry.promotion.metric to one of them.`,
     });
   }
-  const base = { metric, margin, challengerVersion: input.challengerVersion, challengerScore, testTable: testTableTag(input.test) };
+  const base = { metric, margin, challengerVersion: input.challengerVersion, challengerScore, testTable: testTableTag(input.test, input.extraRows?.table) };
   try {
     const champion = await registry.getVersionByAlias(input.modelName, championAlias);
     let decision: PromotionDecision;
@@ -138,13 +144,13 @@ async function championScore(
 ): Promise<{ score: number; rescored: boolean }> {
   const tags = tagsOf(champion);
   const recorded = tags[`${METRIC_TAG_PREFIX}${input.promotion.metric}`];
-  if (tags[TEST_TABLE_TAG] === testTableTag(input.test) && recorded !== undefined && Number.isFinite(Number(recorded))) {
+  if (tags[TEST_TABLE_TAG] === testTableTag(input.test, input.extraRows?.table) && recorded !== undefined && Number.isFinite(Number(recorded))) {
     return { score: Number(recorded), rescored: false };
   }
   log.info('Scoring the champion on the test table of this run', {
     model: input.modelName,
     champion: champion.version,
-    test: testTableTag(input.test),
+    test: testTableTag(input.test, input.extraRows?.table),
     championTestTable: tags[TEST_TABLE_TAG] ?? 'unknown',
   });
   const result = await runPythonJob<{ metrics: Record<string, number> }>(
@@ -157,6 +163,15 @@ async function championScore(
       numeric_inputs: input.training.numericInputs,
       categorical_inputs: input.training.categoricalInputs,
       key_column: input.keyColumn,
+      ...(input.extraRows
+        ? {
+            extra_rows: {
+              path: new LocalCatalog(catalogRoot).snapshotPath(input.extraRows.table),
+              key: input.keyColumn,
+              test_fraction: input.extraRows.testFraction,
+            },
+          }
+        : {}),
     },
     jobWorkDir(jobsRoot, `score-champion-v${champion.version}`),
   );

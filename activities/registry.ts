@@ -12,7 +12,7 @@ export interface RegisterInput {
   run: TrackedRun;
   tags: Record<string, string>;
   /** Test metrics of the run and their table, stored as version tags for later promotion decisions. */
-  evaluation?: { test: TableRef; metrics: Record<string, number> };
+  evaluation?: { test: TableRef; metrics: Record<string, number>; extra?: TableRef };
 }
 
 const READY_POLL_MS = 1_000;
@@ -36,7 +36,7 @@ export async function registerModelVersion(registry: MlflowRegistry, input: Regi
         source: input.run.modelSource,
         runId: input.run.runId,
         modelId: input.run.modelId,
-        tags: { ...input.tags, ...(input.evaluation ? evaluationTags(input.evaluation.test, input.evaluation.metrics) : {}) },
+        tags: { ...input.tags, ...(input.evaluation ? evaluationTags(input.evaluation.test, input.evaluation.metrics, input.evaluation.extra) : {}) },
       });
       log.info('Model version created', { model: input.modelName, version: version.version, runId: input.run.runId });
     }

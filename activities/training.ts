@@ -15,6 +15,8 @@ export interface TrainInput {
   training: TrainingSpec;
   /** Feature table version the feature-lookup variant takes its looked-up features from. */
   featureTable?: TableRef;
+  /** With training on all rows: the other segments' table and the test share of its split. */
+  extraRows?: { table: TableRef; testFraction: number };
 }
 
 /** Folder of one workflow's job files; the workflow id keeps a retried attempt on the same folder. */
@@ -48,6 +50,15 @@ export async function trainModel(catalogRoot: string, jobsRoot: string, input: T
       derived_inputs: input.training.derivedInputs,
       feature_set: input.training.featureSet,
       flavor: input.training.flavor,
+      ...(input.extraRows
+        ? {
+            extra_rows: {
+              path: catalog.snapshotPath(input.extraRows.table),
+              key: input.keyColumn,
+              test_fraction: input.extraRows.testFraction,
+            },
+          }
+        : {}),
       ...(input.featureTable && input.training.featureLookup
         ? {
             feature_lookup: {

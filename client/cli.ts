@@ -20,6 +20,7 @@ interface RunOptions {
   env?: string;
   featureSet?: string;
   variant?: string;
+  trainingRows?: string;
   workflowId?: string;
   wait?: boolean;
 }
@@ -34,6 +35,7 @@ program
   .option('--seed <n>', 'seed of the synthetic batch (default: derived from the workflow id)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
   .option('--feature-set <name>', 'feature set from config/project.yml (default: model.feature_set)')
+  .option('--training-rows <rows>', 'segment (Online rows, the default) or all (every segment)')
   .option('--variant <names>', 'variants to train: basic, custom, feature_lookup, a comma-separated list or all (default: model.variants)')
   .option('--workflow-id <id>', 'business id of the run; starting an id that is running attaches to it')
   .option('--wait', 'wait for the result and print it as JSON')
@@ -54,6 +56,7 @@ program
       env: options.env,
       featureSet: options.featureSet,
       variant: options.variant,
+      trainingRows: options.trainingRows,
     });
     const client = await connectClient(settings);
     const handle = await startPipeline(client, settings, spec, options.workflowId);

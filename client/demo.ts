@@ -22,6 +22,7 @@ interface DemoOptions {
   env?: string;
   featureSet?: string;
   variant?: string;
+  trainingRows?: string;
   exit?: boolean;
 }
 
@@ -118,7 +119,13 @@ async function run(options: DemoOptions): Promise<void> {
 
   try {
     const dataPath = resolveData(options, settings);
-    const spec = pipelineSpec({ dataPath, env: options.env, featureSet: options.featureSet, variant: options.variant });
+    const spec = pipelineSpec({
+      dataPath,
+      env: options.env,
+      featureSet: options.featureSet,
+      variant: options.variant,
+      trainingRows: options.trainingRows,
+    });
     stack = await startStack(settings);
 
     const workerLog = path.join(logsDir(settings), 'worker.log');
@@ -194,6 +201,7 @@ const program = new Command('demo')
   .option('--data <path>', 'bookings CSV to ingest (default: data/hotel_reservations.csv, else synthetic data)')
   .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
   .option('--feature-set <name>', 'feature set from config/project.yml (default: model.feature_set)')
+  .option('--training-rows <rows>', 'segment (Online rows, the default) or all (every segment)')
   .option('--variant <names>', 'variants to train: basic, custom, feature_lookup, a comma-separated list or all (default: model.variants)')
   .option('--exit', 'stop the stack when the pipeline has finished')
   .action(async (options: DemoOptions) => run(options));

@@ -31,6 +31,8 @@ export interface PipelineRequest {
   featureSet?: string;
   /** Model variant (default basic). */
   variant?: string;
+  /** Rows to train on: segment or all (default: model.training_rows). */
+  trainingRows?: string;
   configFile?: string;
   workflowId?: string;
   serving?: Partial<ServingSpec>;
@@ -60,8 +62,14 @@ export function pipelineSpec(request: PipelineRequest): PipelineSpec {
     serving: request.serving,
     featureSet: request.featureSet,
     variants: request.variant === undefined ? undefined : request.variant.split(',').map((name) => name.trim()),
+    trainingRows: trainingRows(request.trainingRows),
   });
   return request.synthetic ? { ...spec, syntheticBatch: request.synthetic } : spec;
+}
+
+function trainingRows(value: string | undefined): 'segment' | 'all' | undefined {
+  if (value === undefined || value === 'segment' || value === 'all') return value;
+  throw new Error(`Invalid --training-rows ${JSON.stringify(value)}: use segment (the training segment only) or all.`);
 }
 
 /** Business id of a run: variants, environment and start time, readable in the Web UI. */

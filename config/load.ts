@@ -60,6 +60,8 @@ export interface SpecOptions {
   featureSet?: string;
   /** Variants to train, by name from the config's variants, or `all` (default: model.variants). */
   variants?: string[];
+  /** Rows to train on instead of model.training_rows. */
+  trainingRows?: 'segment' | 'all';
 }
 
 /** Checks variant names against the config and expands `all`; fails naming the defined variants. */
@@ -77,7 +79,11 @@ export function resolveVariants(config: ProjectConfig, names: string[]): Variant
 }
 
 /** Returns the training settings of one feature set; an unknown name fails with the defined ones. */
-export function trainingSpec(config: ProjectConfig, featureSet: string): TrainingSpec {
+export function trainingSpec(
+  config: ProjectConfig,
+  featureSet: string,
+  trainingRows: 'segment' | 'all' = 'segment',
+): TrainingSpec {
   const set = config.feature_sets[featureSet];
   if (!set) {
     throw new Error(
@@ -85,11 +91,16 @@ export function trainingSpec(config: ProjectConfig, featureSet: string): Trainin
         '(feature_sets in config/project.yml).',
     );
   }
+  // Training on every segment makes the segment itself an input.
+  const segment = config.data.renames[config.data.training_segment.column] ?? config.data.training_segment.column;
+  const categoricalInputs =
+    trainingRows === 'all' && !set.categorical_inputs.includes(segment) ? [...set.categorical_inputs, segment] : set.categorical_inputs;
   return {
     flavor: 'sklearn',
     featureSet,
+    trainingRows,
     numericInputs: set.numeric_inputs,
-    categoricalInputs: set.categorical_inputs,
+    categoricalInputs,
     derivedInputs: set.derived_inputs,
     parameters: set.parameters,
     seed: config.model.seed,
@@ -141,7 +152,7 @@ export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): 
       tables: config.tables,
     },
     training: {
-      ...trainingSpec(config, options.featureSet ?? config.model.feature_set),
+      ...trainingSpec(config, options.featureSet ?? config.model.feature_set, options.trainingRows ?? config.model.training_rows),
       flavor: variant.flavor,
       ...(variant.featureLookup ? { featureLookup: variant.featureLookup } : {}),
     },

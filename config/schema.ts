@@ -89,6 +89,7 @@ export const ProjectConfigSchema = z
         feature_set: Identifier,
         /** Variants a run trains unless --variant says otherwise. */
         variants: z.array(z.enum(['basic', 'custom', 'feature_lookup'])).min(1),
+        training_rows: z.enum(['segment', 'all']),
         seed: z.number().int(),
       })
       .strict(),

@@ -59,6 +59,8 @@ export async function trainRegisterDeploy(
     featureTable = updated.table;
   }
 
+  const extraRows = spec.training.trainingRows === 'all' ? { table: tables.extra, testFraction: spec.ingest.testFraction } : undefined;
+
   stage('train');
   const keyColumn = spec.ingest.renames[spec.ingest.idColumn] ?? spec.ingest.idColumn;
   const training = await trainModel({
@@ -68,6 +70,7 @@ export async function trainRegisterDeploy(
     keyColumn,
     training: spec.training,
     ...(featureTable ? { featureTable } : {}),
+    ...(extraRows ? { extraRows } : {}),
   });
 
   stage('log');
@@ -89,7 +92,7 @@ export async function trainRegisterDeploy(
     alias: spec.registry.alias,
     run,
     tags: { 'mlops.git_sha': spec.tracking.gitSha, 'mlops.workflow_id': workflowInfo().workflowId },
-    evaluation: { test: tables.test, metrics: training.metrics },
+    evaluation: { test: tables.test, metrics: training.metrics, ...(extraRows ? { extra: extraRows.table } : {}) },
   });
 
   // A run started before the gate existed has no promotion settings, also when it reaches this point
@@ -112,6 +115,7 @@ export async function trainRegisterDeploy(
     challengerVersion: modelVersion.version,
     challengerMetrics: training.metrics,
     test: tables.test,
+    ...(extraRows ? { extraRows } : {}),
     target: spec.ingest.target.name,
     keyColumn,
     training: spec.training,

@@ -66,6 +66,11 @@ export interface TrainingSpec {
   derivedInputs: string[];
   /** Set for the feature-lookup variant. */
   featureLookup?: FeatureLookupSpec;
+  /**
+   * segment: the training segment's rows only. all: extra_set's rows join both sides by the booking-id
+   * split. Absent in specs of older runs (segment).
+   */
+  trainingRows?: 'segment' | 'all';
   categoricalInputs: string[];
   parameters: Record<string, number | string | boolean>;
   seed: number;

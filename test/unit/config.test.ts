@@ -43,6 +43,15 @@ describe('project config', () => {
     );
   });
 
+  it('adds the segment as an input when training on all rows', () => {
+    const config = loadProjectConfig();
+    const base = { env: 'dev', sourcePath: 'data.csv', gitSha: 'abc', branch: 'main' };
+    expect(buildPipelineSpec(config, base).training.trainingRows).toBe('segment');
+    const all = buildPipelineSpec(config, { ...base, trainingRows: 'all' }).training;
+    expect(all.trainingRows).toBe('all');
+    expect(all.categoricalInputs).toEqual(['type_of_meal_plan', 'room_type_reserved', 'market_segment_type']);
+  });
+
   it('rejects a feature set input that the tables lack', () => {
     const file = writeConfig((config) => {
       (config.feature_sets as Record<string, { numeric_inputs: string[] }>).course.numeric_inputs.push('lead_days');

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hotel_mlops.errors import InvalidInputError
 from hotel_mlops.feature_lookup import read_with_lookup
-from hotel_mlops.spec import TrainSpec
+from hotel_mlops.spec import ExtraRows, TrainSpec
 
 # Distinct invalid target values quoted in an error message, at most.
 _MAX_QUOTED_VALUES = 5
@@ -64,6 +66,12 @@ def load_splits(spec: TrainSpec) -> tuple[Split, Split]:
         problems.extend(file_problems)
         if table is not None:
             tables[role] = table
+    extra = getattr(spec, "extra_rows", None)
+    if extra is not None and len(tables) == 2:
+        parts, extra_problems = extra_parts(spec, extra)
+        problems.extend(extra_problems)
+        for role, part in parts.items():
+            tables[role] = pa.concat_tables([tables[role], part.cast(tables[role].schema)])
 
     splits: dict[str, Split] = {}
     for role, table in tables.items():
@@ -83,12 +91,49 @@ def load_split(role: str, path: Path, spec: TableColumns) -> Split:
     if not path.is_file():
         raise InvalidInputError(f"Invalid input: {role} file {path} does not exist. Run the ingestion first.")
     table, problems = _read_table(role, path, spec)
+    extra = getattr(spec, "extra_rows", None)
+    if table is not None and extra is not None:
+        parts, extra_problems = extra_parts(spec, extra)
+        problems = [*problems, *extra_problems]
+        if role in parts:
+            table = pa.concat_tables([table, parts[role].cast(table.schema)])
     split = None
     if table is not None:
         split, problems = _to_split(role, path, table, spec)
     if split is None:
         raise InvalidInputError("Invalid input data: " + "; ".join(problems) + ".")
     return split
+
+
+def is_test_id(booking_id: str, test_fraction: float) -> bool:
+    """Return the ingestion's split rule: the first 32 bits of md5(id), modulo one million, below the share.
+
+    The same rule as isTestSql in activities/ingestion-sql.ts, so a booking of the other segments lands
+    on the same side in every run.
+    """
+    prefix = int(hashlib.md5(booking_id.encode("utf-8")).hexdigest()[:8], 16)
+    return prefix % 1_000_000 < round(test_fraction * 1_000_000)
+
+
+def extra_parts(spec: TableColumns, extra: ExtraRows) -> tuple[dict[str, pa.Table], list[str]]:
+    """Split the other segments' table by booking id into the rows for train and those for test."""
+    columns = [*spec.input_columns, spec.target]
+    label = f"extra file {extra.path}"
+    try:
+        schema = pq.read_schema(extra.path)
+    except (pa.ArrowInvalid, OSError) as error:
+        return {}, [f"{label} is not a readable Parquet file ({error})"]
+    missing = [column for column in [*columns, extra.key] if column not in schema.names]
+    if missing:
+        return {}, [f"{label} is missing columns {', '.join(missing)}"]
+    table = pq.read_table(extra.path, columns=list(dict.fromkeys([*columns, extra.key]))).sort_by(extra.key)
+    test_mask = pa.array(
+        [is_test_id(str(value), extra.test_fraction) for value in table.column(extra.key).to_pylist()]
+    )
+    parts = {"train": table.filter(pc.invert(test_mask)), "test": table.filter(test_mask)}
+    if extra.key not in columns:
+        parts = {role: part.drop_columns([extra.key]) for role, part in parts.items()}
+    return parts, []
 
 
 def _read_table(role: str, path: Path, spec: TableColumns) -> tuple[pa.Table | None, list[str]]:

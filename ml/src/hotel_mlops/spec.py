@@ -28,6 +28,15 @@ MODEL_FLAVORS = ("sklearn", "pyfunc")
 
 
 @dataclass(frozen=True)
+class ExtraRows:
+    """The other segments' table, split by booking id and added to both sides when training on all rows."""
+
+    path: Path
+    key: str
+    test_fraction: float
+
+
+@dataclass(frozen=True)
 class TrainSpec:
     """Input of the ``train`` job."""
 
@@ -51,6 +60,8 @@ class TrainSpec:
     flavor: str = "sklearn"
     # The feature-lookup variant: training rows get these features from a feature table by key.
     feature_lookup: FeatureLookup | None = None
+    # Set when training on all rows instead of the training segment only.
+    extra_rows: ExtraRows | None = None
 
     @property
     def input_columns(self) -> list[str]:
@@ -70,6 +81,9 @@ class TrainSpec:
             "key_column": self.key_column,
             "derived_inputs": list(self.derived_inputs),
             "flavor": self.flavor,
+            "extra_rows": None
+            if self.extra_rows is None
+            else {"path": str(self.extra_rows.path), "test_fraction": self.extra_rows.test_fraction},
             "feature_lookup": None
             if self.feature_lookup is None
             else {
@@ -92,6 +106,8 @@ class ScoreSpec:
     numeric_inputs: tuple[str, ...]
     categorical_inputs: tuple[str, ...]
     key_column: str | None = None
+    # Set when the model trained on all rows: its test part of the other segments joins the test table.
+    extra_rows: ExtraRows | None = None
 
     @property
     def input_columns(self) -> list[str]:
@@ -189,6 +205,7 @@ def parse_train_spec(raw: Any) -> TrainSpec:
         derived_inputs=derived_inputs,
         feature_set=_optional_str(spec, "feature_set"),
         flavor=flavor,
+        extra_rows=_parse_extra_rows(spec),
         feature_lookup=_parse_feature_lookup(spec, numeric_inputs),
     )
 
@@ -203,6 +220,24 @@ def parse_score_spec(raw: Any) -> ScoreSpec:
         numeric_inputs=_require_name_list(spec, "numeric_inputs", allow_empty=False),
         categorical_inputs=_require_name_list(spec, "categorical_inputs", allow_empty=True),
         key_column=_optional_str(spec, "key_column"),
+        extra_rows=_parse_extra_rows(spec),
+    )
+
+
+def _parse_extra_rows(spec: dict[str, Any]) -> ExtraRows | None:
+    raw = spec.get("extra_rows")
+    if raw is None:
+        return None
+    extra = _require_object(raw, "extra_rows")
+    fraction = extra.get("test_fraction")
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction < 1:
+        raise InvalidInputError(
+            f"Invalid spec: extra_rows.test_fraction must be a number between 0 and 1, got {fraction!r}."
+        )
+    return ExtraRows(
+        path=_require_absolute_path(extra, "path"),
+        key=_require_str(extra, "key"),
+        test_fraction=float(fraction),
     )
 
 
