@@ -2,14 +2,14 @@
 const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
 
 module.exports = {
+  // A hang guard, not a speed check: tests that ingest the real file or start Python take seconds, and
+  // more on a loaded 2-core machine. Jest reads it from the root config, not from a project.
+  testTimeout: 120_000,
   projects: [
     {
       displayName: 'unit',
       testEnvironment: 'node',
       transform,
-      // A hang guard, not a speed check: tests that ingest the real file or start Python take seconds,
-      // and more on a loaded 2-core machine.
-      testTimeout: 120_000,
       testMatch: ['<rootDir>/test/unit/**/*.test.ts'],
     },
     {
