@@ -1,14 +1,13 @@
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
 import { applyPromotion, type ApplyPromotionInput } from '../../activities/promotion';
 import type { MlflowRegistry } from '../../platform/registry/mlflow-registry';
-import { ensureTemporalCli } from '../../stack/provision';
 import { approvalStateQuery, approveUpdate, rejectUpdate, trainAndDeploy, trainVariant } from '../../workflows';
 import { variantWorkflowId } from '../../workflows/ids';
-import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import type { PipelineResult, PipelineSpec, PromotionDecision } from '../../workflows/types';
 import { testSpec } from '../helpers/fixtures';
+import { createTestEnvironment, standInActivities } from '../helpers/workflow-env';
 
 // The promotion gate's approval on a real Temporal dev server. The pipeline's data and model steps are
 // stand-ins; applyPromotion is the real activity over a registry that records its calls.
@@ -16,17 +15,13 @@ import { testSpec } from '../helpers/fixtures';
 let env: TestWorkflowEnvironment;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('ERROR', () => undefined) });
-  env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: await ensureTemporalCli() }, searchAttributes: SEARCH_ATTRIBUTES },
-  });
+  env = await createTestEnvironment();
 }, 120_000);
 
 afterAll(async () => {
   await env?.teardown();
 });
 
-const TABLE = { catalog: 'mlops_dev', schema: 'acikgozm', version: 1 };
 const MODEL = 'mlops_dev.acikgozm.hotel_reservations_model_basic';
 
 function specWithApproval(timeoutSeconds: number, onTimeout: 'approve' | 'reject' = 'reject'): PipelineSpec {
@@ -70,30 +65,18 @@ async function startWorker(taskQueue: string, promote: boolean, beforeTraining: 
     connection: env.nativeConnection,
     taskQueue,
     workflowsPath: require.resolve('../../workflows'),
-    activities: {
-      ingestBookings: async () => ({
-        train: { ...TABLE, name: 'train_set' },
-        test: { ...TABLE, name: 'test_set' },
-        extra: { ...TABLE, name: 'extra_set' },
-        reused: true,
-        report: { sourceSha256: 'abc' },
-        changes: {},
-      }),
+    activities: standInActivities({
       trainModel: async () => {
         await beforeTraining;
         return { modelDir: '/tmp/m', evaluationDir: '/tmp/e', metrics: { roc_auc: 0.92 }, params: {}, trainRows: 1, testRows: 1, reused: false };
       },
-      logTrainingRun: async () => ({ runId: 'r', experimentId: '1', modelId: 'm', modelSource: 's', runUrl: 'u', reused: false }),
-      registerModelVersion: async () => ({ name: MODEL, version: '2', alias: 'latest-model' }),
       evaluatePromotion: async () => decision(promote),
       applyPromotion: (input: ApplyPromotionInput) => applyPromotion(registry, input),
       deployServingEndpoint: async (target: { version: string }) => {
         recorded.deployed.push(target.version);
         return { endpoint: 'e', unchanged: false };
       },
-      waitForEndpointReady: async () => ({ endpoint: 'e', configVersion: 1 }),
-      smokeTestEndpoint: async () => ({ endpoint: 'e', url: 'u', request: {}, predictions: [0], latencyMs: 1 }),
-    },
+    }),
   });
   return { worker, recorded };
 }

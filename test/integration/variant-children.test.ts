@@ -1,14 +1,13 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
 import { invalidInput } from '../../common/errors';
-import { ensureTemporalCli } from '../../stack/provision';
 import { trainAndDeploy } from '../../workflows';
 import { variantWorkflowId } from '../../workflows/ids';
-import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import type { TrainingSpec } from '../../workflows/types';
 import { testSpec } from '../helpers/fixtures';
+import { createTestEnvironment, standInActivities } from '../helpers/workflow-env';
 
 // Variant child workflows on a real Temporal dev server with stand-in activities: every variant runs
 // to its end, and a failing one fails the pipeline run with its name while the others still deploy.
@@ -16,17 +15,13 @@ import { testSpec } from '../helpers/fixtures';
 let env: TestWorkflowEnvironment;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('ERROR', () => undefined) });
-  env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: await ensureTemporalCli() }, searchAttributes: SEARCH_ATTRIBUTES },
-  });
+  env = await createTestEnvironment();
 }, 120_000);
 
 afterAll(async () => {
   await env?.teardown();
 });
 
-const TABLE = { catalog: 'mlops_dev', schema: 'acikgozm', version: 1 };
 
 async function runWith(taskQueue: string, failing: TrainingSpec['flavor'] | undefined) {
   const deployed: string[] = [];
@@ -34,21 +29,11 @@ async function runWith(taskQueue: string, failing: TrainingSpec['flavor'] | unde
     connection: env.nativeConnection,
     taskQueue,
     workflowsPath: require.resolve('../../workflows'),
-    activities: {
-      ingestBookings: async () => ({
-        train: { ...TABLE, name: 'train_set' },
-        test: { ...TABLE, name: 'test_set' },
-        extra: { ...TABLE, name: 'extra_set' },
-        reused: true,
-        report: { sourceSha256: 'abc' },
-        changes: {},
-      }),
-      updateFeatureTable: async () => ({ table: { ...TABLE, name: 'hotel_features' }, changes: {}, reused: true }),
+    activities: standInActivities({
       trainModel: async (input: { training: TrainingSpec }) => {
         if (input.training.flavor === failing) throw invalidInput(`LightGBM rejected the ${failing} parameters`);
         return { modelDir: '/m', evaluationDir: '/e', metrics: { roc_auc: 0.9 }, params: {}, trainRows: 1, testRows: 1, reused: false };
       },
-      logTrainingRun: async () => ({ runId: 'r', experimentId: '1', modelId: 'm', modelSource: 's', runUrl: 'u', reused: false }),
       registerModelVersion: async (input: { modelName: string }) => ({ name: input.modelName, version: '1', alias: 'latest-model' }),
       evaluatePromotion: async () => ({
         decision: 'first_champion',
@@ -71,9 +56,7 @@ async function runWith(taskQueue: string, failing: TrainingSpec['flavor'] | unde
         deployed.push(target.serving.endpoint);
         return { endpoint: target.serving.endpoint, unchanged: false };
       },
-      waitForEndpointReady: async () => ({ endpoint: 'e', configVersion: 1 }),
-      smokeTestEndpoint: async () => ({ endpoint: 'e', url: 'u', request: {}, predictions: [0], latencyMs: 1 }),
-    },
+    }),
   });
   const workflowId = `${taskQueue}-${Date.now()}`;
   const outcome = await worker.runUntil(

@@ -1,12 +1,12 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
 import { endpointBusy, invalidInput } from '../../common/errors';
-import { ensureTemporalCli } from '../../stack/provision';
 import type { DeployModelVersionInput } from '../../workflows/deploy';
 import { deployModelVersion } from '../../workflows';
 import type { ServingSpec } from '../../workflows/types';
+import { createTestEnvironment } from '../helpers/workflow-env';
 
 // Orchestration tests on a real Temporal dev server started by the SDK's test harness. The activities
 // are stand-ins that count their attempts, so the tests can check how the workflow's retry policies
@@ -15,10 +15,7 @@ import type { ServingSpec } from '../../workflows/types';
 let env: TestWorkflowEnvironment;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('ERROR', () => undefined) });
-  env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: await ensureTemporalCli() } },
-  });
+  env = await createTestEnvironment();
 }, 120_000);
 
 afterAll(async () => {
