@@ -45,8 +45,14 @@ function alive(pid: number): boolean {
   }
 }
 
-async function startService(settings: StackSettings, service: ServiceDefinition): Promise<boolean> {
+async function startService(settings: StackSettings, service: ServiceDefinition, exclusive = false): Promise<boolean> {
   if (await service.healthy()) {
+    if (exclusive) {
+      throw new Error(
+        `A healthy ${service.name} already responds on port ${service.port}, maybe another checkout's stack. ` +
+          'Stop it, or shift every port with MLOPS_TEST_PORT_OFFSET (tests) or the MLOPS_*_PORT variables.',
+      );
+    }
     progress(`${service.name}: already running (${service.describe()})`);
     return false;
   }
@@ -89,6 +95,15 @@ async function startService(settings: StackSettings, service: ServiceDefinition)
       lastReport = Date.now();
     }
     await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  // A health check that passed while this process exited reached another program on the same port.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  if (!alive(child.pid)) {
+    const tail = fs.readFileSync(service.logFile, 'utf8').split('\n').slice(-15).join('\n');
+    throw new Error(
+      `${service.name} exited during startup while another program responded on port ${service.port}. ` +
+        `Last lines of ${service.logFile}:\n${tail}`,
+    );
   }
   progress(`${service.name}: ready in ${elapsed(started)} (${service.describe()})`);
   return true;
@@ -148,19 +163,21 @@ export async function stopStack(settings: StackSettings, names: string[] = ['tem
 
 /**
  * Provisions missing tools, then starts Temporal, MLflow and the serving plane unless each is already
- * healthy on its port, and waits for their health checks.
+ * healthy on its port, and waits for their health checks. With `exclusive`, a service that already
+ * responds is an error instead of being reused, so tests never run against another checkout's stack.
  */
-export async function startStack(settings: StackSettings): Promise<StackHandle> {
+export async function startStack(settings: StackSettings, options: { exclusive?: boolean } = {}): Promise<StackHandle> {
   const { temporalCli } = await provision();
   fs.mkdirSync(path.join(settings.stateDir, 'temporal'), { recursive: true });
   const started: string[] = [];
   const handle: StackHandle = { settings, started, stop: () => stopStack(settings, started) };
   try {
     const temporal = temporalService(settings, temporalCli);
-    if (await startService(settings, temporal)) started.push('temporal');
+    const exclusive = options.exclusive ?? false;
+    if (await startService(settings, temporal, exclusive)) started.push('temporal');
     await configureTemporal(settings, temporalCli);
-    if (await startService(settings, mlflowService(settings))) started.push('mlflow');
-    if (await startService(settings, servingService(settings))) started.push('serving');
+    if (await startService(settings, mlflowService(settings), exclusive)) started.push('mlflow');
+    if (await startService(settings, servingService(settings), exclusive)) started.push('serving');
   } catch (error) {
     await handle.stop();
     throw error;

@@ -8,5 +8,5 @@ export default async function globalSetup(): Promise<void> {
   // A run that was killed before its teardown leaves services that still use the state folder.
   await stopStack(settings);
   fs.rmSync(settings.stateDir, { recursive: true, force: true });
-  await startStack(settings);
+  await startStack(settings, { exclusive: true });
 }
