@@ -6,7 +6,7 @@ import { writeSyntheticBookings } from '../activities/synthetic';
 import { loadProjectConfig, resolveEnvironment } from '../config/load';
 import { catalogDir, stackSettings } from '../config/stack';
 import { LocalCatalog } from '../platform/catalog/local';
-import { approvalStateQuery, approveUpdate, rejectUpdate } from '../workflows/approval';
+import { approveUpdate, rejectUpdate } from '../workflows/approval';
 import { variantWorkflowId } from '../workflows/ids';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
 import { connectClient, pipelineSpec, startPipeline, workflowPollerCount, workflowUiUrl } from './pipeline';
@@ -82,6 +82,15 @@ program
     const settings = stackSettings();
     const client = await connectClient(settings);
     const description = await client.workflow.getHandle(workflowId).describe();
+    // The stages of the run's variant runs, where approvals wait.
+    const variants: Record<string, string | null> = {};
+    for (const variant of Object.keys(loadProjectConfig().variants)) {
+      const child = await client.workflow
+        .getHandle(variantWorkflowId(workflowId, variant))
+        .describe()
+        .catch(() => undefined);
+      if (child) variants[variant] = `${child.status.name}: ${child.typedSearchAttributes.get(MLOPS_STAGE) ?? 'starting'}`;
+    }
     console.log(
       JSON.stringify(
         {
@@ -89,6 +98,7 @@ program
           runId: description.runId,
           status: description.status.name,
           stage: description.typedSearchAttributes.get(MLOPS_STAGE) ?? null,
+          ...(Object.keys(variants).length > 0 ? { variants } : {}),
           startTime: description.startTime,
           closeTime: description.closeTime ?? null,
           ui: workflowUiUrl(settings, workflowId, description.runId),
@@ -106,15 +116,17 @@ program
 async function waitingRun(client: Client, pipelineId: string, variants: string[]): Promise<string> {
   const waiting: string[] = [];
   for (const id of [pipelineId, ...variants.map((variant) => variantWorkflowId(pipelineId, variant))]) {
-    const state = await client.workflow
+    // The stage search attribute needs no worker, unlike a query. A variant the run does not train has no run.
+    const description = await client.workflow
       .getHandle(id)
-      .query(approvalStateQuery)
+      .describe()
       .catch((error: Error) => {
-        // A variant that this run does not train has no run; any other failure is worth knowing.
-        if (!(error instanceof WorkflowNotFoundError) && id === pipelineId) throw error;
-        return undefined;
+        if (error instanceof WorkflowNotFoundError) return undefined;
+        throw error;
       });
-    if (state?.phase === 'waiting') waiting.push(id);
+    if (description?.status.name === 'RUNNING' && description.typedSearchAttributes.get(MLOPS_STAGE) === 'awaiting-approval') {
+      waiting.push(id);
+    }
   }
   if (waiting.length > 1) {
     throw new Error(`Several runs wait for approval: ${waiting.join(', ')}. Choose one with --variant NAME.`);
@@ -145,7 +157,12 @@ for (const [name, update, verb] of [
         console.log(`${workflowId}: promotion of version ${state.version} ${state.outcome?.status}`);
       } catch (error) {
         if (error instanceof WorkflowNotFoundError) {
-          console.error(`No run ${workflowId} found. List runs in the Temporal UI or pass the id that 'pipeline run' printed.`);
+          const finished = await handle.describe().catch(() => undefined);
+          console.error(
+            finished
+              ? `Run ${workflowId} has ended (${finished.status.name}); nothing waits for approval.`
+              : `No run ${workflowId} found. List runs in the Temporal UI or pass the id that 'pipeline run' printed.`,
+          );
         } else if (error instanceof WorkflowUpdateFailedError) {
           console.error(`${workflowId}: ${error.cause?.message ?? error.message}`);
         } else {
@@ -195,7 +212,8 @@ program
   });
 
 program.parseAsync().then(
-  () => process.exit(0),
+  // Commands that failed without throwing set process.exitCode.
+  () => process.exit(process.exitCode ?? 0),
   (error: Error) => {
     console.error(`pipeline: ${error.message}`);
     process.exit(1);

@@ -87,7 +87,7 @@ function printSummary(result: PipelineResult, links: { workflow: string }, varia
   console.log(`
 Pipeline finished.
   Tables        train_set v${tables.train.version} (${tables.report.rowsTrain} rows), test_set v${tables.test.version} (${tables.report.rowsTest} rows), extra_set v${tables.extra.version} (${tables.report.rowsExtra} rows)${tables.reused ? ', reused: same file as before' : ''}
-  Changes       ${(['train', 'test', 'extra'] as const).map((t) => `${t} +${tables.changes[t].inserted} ~${tables.changes[t].updated} -${tables.changes[t].deleted}`).join(', ')} (inserted ~updated -deleted)
+  Changes       ${tables.reused ? 'none: these versions were written by an earlier run' : `${(['train', 'test', 'extra'] as const).map((t) => `${t} +${tables.changes[t].inserted} ~${tables.changes[t].updated} -${tables.changes[t].deleted}`).join(', ')} (inserted ~updated -deleted)`}
   Data quality
 ${formatQualityReport(tables.report, '    ')}
   Temporal UI   ${links.workflow}
@@ -185,6 +185,7 @@ async function run(options: DemoOptions): Promise<void> {
     console.log(`Total time: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     if (options.exit) {
+      console.log('--exit: stopping the stack, so the endpoints and links above stop answering. Run without --exit to keep them.');
       await shutdown();
       return;
     }
