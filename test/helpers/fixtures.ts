@@ -3,6 +3,7 @@ import { DefaultLogger } from '@temporalio/worker';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { openDuckDB } from '../../activities/ingestion';
 import { BOOKING_COLUMNS, generateBookings } from '../../activities/synthetic';
 import { buildPipelineSpec, loadProjectConfig } from '../../config/load';
 import type { PipelineSpec } from '../../workflows/types';
@@ -48,4 +49,15 @@ export function realDataPath(): string | undefined {
 /** Activity environment whose SDK log lines are dropped, so test output shows only test results. */
 export function quietActivityEnvironment(): MockActivityEnvironment {
   return new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR', () => undefined) });
+}
+
+/** Runs one SQL query in a fresh in-memory DuckDB and returns its rows as JSON values. */
+export async function queryRows(sql: string): Promise<Record<string, unknown>[]> {
+  const { instance, connection } = await openDuckDB();
+  try {
+    return (await connection.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
 }

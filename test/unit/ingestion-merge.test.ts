@@ -1,8 +1,8 @@
-import { ingestBookings, openDuckDB } from '../../activities/ingestion';
+import { ingestBookings } from '../../activities/ingestion';
 import { BOOKING_COLUMNS, generateBookings } from '../../activities/synthetic';
 import { LocalCatalog } from '../../platform/catalog/local';
 import type { IngestResult, TableRef } from '../../workflows/types';
-import { column, quietActivityEnvironment, tempDir, testSpec } from '../helpers/fixtures';
+import { column, quietActivityEnvironment, tempDir, testSpec, queryRows } from '../helpers/fixtures';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -21,15 +21,7 @@ async function ingest(root: string, file: string): Promise<IngestResult> {
   return quietActivityEnvironment().run(ingestBookings, root, input) as Promise<IngestResult>;
 }
 
-async function query(sql: string): Promise<Record<string, unknown>[]> {
-  const { instance, connection } = await openDuckDB();
-  try {
-    return (await connection.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
-  } finally {
-    connection.closeSync();
-    instance.closeSync();
-  }
-}
+const query = queryRows;
 
 const read = (file: string) => query(`SELECT * FROM read_parquet('${file}')`);
 

@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import { ingestBookings, openDuckDB, type IngestInput } from '../../activities/ingestion';
+import { ingestBookings, type IngestInput } from '../../activities/ingestion';
 import { arrivalDateSql, isTestSql } from '../../activities/ingestion-sql';
 import { BOOKING_COLUMNS } from '../../activities/synthetic';
 import { LocalCatalog } from '../../platform/catalog/local';
 import type { IngestResult } from '../../workflows/types';
-import { column, quietActivityEnvironment, realDataPath, tempDir, testSpec, writeBookings } from '../helpers/fixtures';
+import { column, quietActivityEnvironment, realDataPath, tempDir, testSpec, writeBookings, queryRows } from '../helpers/fixtures';
 
 function ingestInput(file: string): IngestInput {
   const spec = testSpec(file);
@@ -33,15 +33,7 @@ function versions(catalogRoot: string): number[] {
   );
 }
 
-async function query(sql: string): Promise<Record<string, unknown>[]> {
-  const { instance, connection } = await openDuckDB();
-  try {
-    return (await connection.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
-  } finally {
-    connection.closeSync();
-    instance.closeSync();
-  }
-}
+const query = queryRows;
 
 describe('arrival date normalisation', () => {
   it.each([
