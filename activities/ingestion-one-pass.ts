@@ -54,7 +54,7 @@ function suspectRowSql(spec: IngestSpec): string {
 
 /**
  * Reads the file once with the numeric columns typed, cleans it, and writes one Parquet file per
- * target table into `stagingDir`; then checks those files in one scan. The result is declined when
+ * target table into `stagingDir`. Then it checks those files in one scan. The result is declined when
  * the file differs in any way from a clean one: a line DuckDB rejected, a missing column, a null, a
  * value out of range, an unknown label, a repeated id, a value with surrounding spaces, or an empty
  * table. The caller then runs the careful path, which names every problem or quarantines the rows, so

@@ -158,8 +158,8 @@ export const SPLIT_TABLES = ['train', 'test', 'extra'] as const;
 export type SplitTable = (typeof SPLIT_TABLES)[number];
 
 /**
- * Which table a cleaned row goes to: rows of the training segment to train or test by `_is_test`,
- * every other row to extra.
+ * Returns the SQL of the table a cleaned row goes to: rows of the training segment go to train or
+ * test by `_is_test`, every other row to extra.
  */
 export function splitTableSql(spec: IngestSpec, dialect: SqlDialect = DUCKDB): string {
   const segment = dialect.quoteIdent(renamed(spec, spec.trainingSegment.column));

@@ -276,8 +276,8 @@ interface PreparedBatches {
 }
 
 /**
- * The careful path: loads the file as text, checks every rule (failing with the column, the values
- * and their lines, or quarantining the rows), and builds the cleaned rows in the temp table `clean`.
+ * Loads the file as text and checks every rule, failing with the column, the values and their lines,
+ * or quarantining the rows. Then builds the cleaned rows in the temp table `clean` (the careful path).
  */
 async function prepareCarefully(
   connection: DuckDBConnection,

@@ -75,6 +75,9 @@ function tagsOf(version: ModelVersion): Record<string, string> {
  * decision as tags of the challenger version. A champion evaluated on another test table version is
  * scored again on this one by the Python `score` job. Moves no alias: `applyPromotion` does that once
  * an approval, when required, has been given.
+ *
+ * NOTE: only the metric is compared. A challenger whose signature needs other request fields (another
+ * feature set) can still win, and the endpoint's clients must then send those fields.
  */
 export async function evaluatePromotion(
   registry: MlflowRegistry,

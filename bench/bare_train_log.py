@@ -1,8 +1,8 @@
 """Train and log one model variant in a single Python process, as a notebook would.
 
-The baseline of bench/training-stages.ts: the same pipeline (hotel_mlops.model.build_pipeline), the
-same parameters and seed, fitted on the same train table and logged to the same MLflow server with
-its parameters, metrics and model, without the control plane's jobs, specs, idempotency and retries.
+The baseline of bench/training-stages.ts. It fits the same pipeline (hotel_mlops.model.build_pipeline)
+with the same parameters and seed on the same train table. It logs the parameters, metrics and model
+to the same MLflow server, without the control plane's jobs, specs, idempotency and retries.
 
 Usage: python bench/bare_train_log.py TRAIN_PARQUET TEST_PARQUET TRACKING_URI basic|custom PARAMS_JSON
 

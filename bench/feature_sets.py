@@ -7,7 +7,7 @@ segments) is split by the same md5 rule as the ingestion and added to both sides
 market_segment_type becomes a categorical input.
 
 Usage: python bench/feature_sets.py CATALOG_TABLE_DIR
-  CATALOG_TABLE_DIR holds train_set/, test_set/ and extra_set/, for example
+  CATALOG_TABLE_DIR contains train_set/, test_set/ and extra_set/, for example
   .mlops/catalog/mlops_dev/acikgozm after `npm run demo`; the newest version of each table is read.
 """
 

@@ -185,7 +185,7 @@ async function run(options: DemoOptions): Promise<void> {
     console.log(`Total time: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     if (options.exit) {
-      console.log('--exit: stopping the stack, so the endpoints and links above stop answering. Run without --exit to keep them.');
+      console.log('--exit: stopping the stack, so the endpoints and links above stop responding. Run without --exit to keep them.');
       await shutdown();
       return;
     }

@@ -87,7 +87,7 @@ export const ProjectConfigSchema = z
     model: z
       .object({
         feature_set: Identifier,
-        /** Variants a run trains unless --variant says otherwise. */
+        /** Variants a run trains unless --variant names others. */
         variants: z.array(z.enum(['basic', 'custom', 'feature_lookup'])).min(1),
         training_rows: z.enum(['segment', 'all']),
         seed: z.number().int(),

@@ -184,7 +184,7 @@ export interface QualityReport {
   /** Invalid rows moved to the quarantine table (quarantine mode only). */
   rowsQuarantined: number;
   /**
-   * How the file was checked: `one-pass` read it once, typed, and found nothing to report; `careful`
+   * How the file was checked. `one-pass` read it once, typed, and found nothing to report. `careful`
    * loaded it as text and checked each rule, because the one-pass read found something to report.
    */
   checks: 'one-pass' | 'careful';
@@ -247,7 +247,7 @@ export interface SmokeTestResult {
   servedModel?: string;
 }
 
-/** What one variant's training, registration, promotion and deployment produced. */
+/** Result of one variant's training, registration, promotion and deployment. */
 export interface VariantResult {
   /** Absent in results of runs started before variants were named in the result. */
   variant?: VariantName;
