@@ -13,7 +13,8 @@ export function integrationSettings(): StackSettings {
     throw new Error(`Invalid MLOPS_TEST_PORT_OFFSET=${process.env.MLOPS_TEST_PORT_OFFSET}: expected an integer 0-40000.`);
   }
   return stackSettings({
-    MLOPS_STATE_DIR: path.join(REPO_ROOT, '.mlops-test'),
+    // A separate state folder per offset, so parallel runs in one checkout never share files.
+    MLOPS_STATE_DIR: path.join(REPO_ROOT, offset === 0 ? '.mlops-test' : `.mlops-test-${offset}`),
     MLOPS_TEMPORAL_PORT: String(17233 + offset),
     MLOPS_TEMPORAL_UI_PORT: String(18233 + offset),
     MLOPS_MLFLOW_PORT: String(15000 + offset),
