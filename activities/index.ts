@@ -9,11 +9,15 @@ import { ingestBookings, openDuckDB, type IngestInput } from './ingestion';
 import { quoteIdent, quoteLiteral } from './ingestion-sql';
 import { updateFeatureTable, type FeatureTableInput } from './features';
 import { applyPromotion, evaluatePromotion, type ApplyPromotionInput, type PromotionInput } from './promotion';
-import { registerModelVersion, type RegisterInput } from './registry';
+import { registerModelVersion, resolveAliasVersion, type AliasInput, type RegisterInput } from './registry';
 import {
+  deleteServingEndpoint,
   deployServingEndpoint,
+  observeCanary,
+  readServingEndpoint,
   smokeTestEndpoint,
   waitForEndpointReady,
+  type CanaryInput,
   type DeployInput,
   type PredictionOutput,
 } from './serving';
@@ -26,18 +30,29 @@ export interface SmokeTestTableInput {
   inputs: string[];
   /** Prediction shape of the served model; absent in runs recorded before it existed (label). */
   output?: PredictionOutput;
+  /** Test-table rows per request (default 1). */
+  records?: number;
+  /** Timed requests after a warm-up (default 1, with no warm-up). */
+  requests?: number;
+  maxLatencyMs?: number;
+  /** Served entity to query directly, whatever the traffic routes. */
+  servedEntity?: string;
 }
 
-/** Reads the first test-table row (by booking id) restricted to the model inputs. */
-export async function readSmokeTestRecord(catalogRoot: string, input: SmokeTestTableInput): Promise<Record<string, unknown>> {
+/** Reads the first `limit` test-table rows (by booking id) restricted to the model inputs. */
+export async function readSmokeTestRecords(
+  catalogRoot: string,
+  input: Pick<SmokeTestTableInput, 'test' | 'inputs'>,
+  limit: number,
+): Promise<Record<string, unknown>[]> {
   const file = new LocalCatalog(catalogRoot).snapshotPath(input.test);
   const { instance, connection } = await openDuckDB();
   try {
     const columns = input.inputs.map(quoteIdent).join(', ');
     const reader = await connection.runAndReadAll(
-      `SELECT ${columns} FROM read_parquet(${quoteLiteral(file)}) ORDER BY booking_id LIMIT 1`,
+      `SELECT ${columns} FROM read_parquet(${quoteLiteral(file)}) ORDER BY booking_id LIMIT ${Math.max(1, Math.floor(limit))}`,
     );
-    return reader.getRowObjectsJson()[0] as Record<string, unknown>;
+    return reader.getRowObjectsJson() as Record<string, unknown>[];
   } finally {
     connection.closeSync();
     instance.closeSync();
@@ -65,15 +80,26 @@ export function createActivities(settings: StackSettings) {
     registerModelVersion: (input: RegisterInput) => registerModelVersion(registry, input),
     evaluatePromotion: (input: PromotionInput) => evaluatePromotion(registry, catalogRoot, jobsRoot, trackingUri, input),
     applyPromotion: (input: ApplyPromotionInput) => applyPromotion(registry, input),
+    resolveAliasVersion: (input: AliasInput) => resolveAliasVersion(registry, input),
+    readServingEndpoint: (input: { endpoint: string }) => readServingEndpoint(serving, input),
     deployServingEndpoint: (input: DeployInput) => deployServingEndpoint(serving, input),
     waitForEndpointReady: async (input: DeployInput) => {
       const endpoint = await waitForEndpointReady(serving, input);
       return { endpoint: endpoint.name, configVersion: endpoint.config?.config_version };
     },
     smokeTestEndpoint: async (input: SmokeTestTableInput): Promise<SmokeTestResult> => {
-      const record = await readSmokeTestRecord(catalogRoot, input);
-      return smokeTestEndpoint(serving, { endpoint: input.endpoint, record, output: input.output ?? 'label' });
+      const records = await readSmokeTestRecords(catalogRoot, input, input.records ?? 1);
+      return smokeTestEndpoint(serving, {
+        endpoint: input.endpoint,
+        records,
+        output: input.output ?? 'label',
+        ...(input.servedEntity ? { servedEntity: input.servedEntity } : {}),
+        ...(input.requests ? { requests: input.requests } : {}),
+        ...(input.maxLatencyMs ? { maxLatencyMs: input.maxLatencyMs } : {}),
+      });
     },
+    observeCanary: (input: CanaryInput) => observeCanary(serving, input),
+    deleteServingEndpoint: (input: { endpoint: string }) => deleteServingEndpoint(serving, input),
   };
 }
 

@@ -64,3 +64,19 @@ export async function registerModelVersion(registry: MlflowRegistry, input: Regi
     throw classifyHttpError(error, `Registering the model of run ${input.run.runId} as ${input.modelName}`);
   }
 }
+
+export interface AliasInput {
+  modelName: string;
+  alias: string;
+}
+
+/** Returns the version an alias points at, or undefined when the model has no such alias yet. */
+export async function resolveAliasVersion(registry: MlflowRegistry, input: AliasInput): Promise<{ version?: string }> {
+  try {
+    const version = await registry.getVersionByAlias(input.modelName, input.alias);
+    log.info('Alias resolved', { model: input.modelName, alias: input.alias, version: version?.version ?? null });
+    return version ? { version: version.version } : {};
+  } catch (error) {
+    throw classifyHttpError(error, `Resolving alias ${input.alias} of ${input.modelName}`);
+  }
+}

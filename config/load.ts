@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { REPO_ROOT } from '../common/paths';
-import type { PipelineSpec, TrainingSpec, VariantName, VariantSpec } from '../workflows/types';
+import type { PipelineSpec, RolloutSpec, TrainingSpec, VariantName, VariantSpec } from '../workflows/types';
 import { ProjectConfigSchema, type ProjectConfig } from './schema';
 
 export const DEFAULT_CONFIG_FILE = path.join(REPO_ROOT, 'config', 'project.yml');
@@ -107,6 +107,24 @@ export function trainingSpec(
   };
 }
 
+/** Converts the config's rollout section; the canary settings travel only with the canary strategy. */
+export function rolloutSpec(rollout: ProjectConfig['serving']['rollout'], strategy = rollout.strategy): RolloutSpec {
+  if (strategy === 'direct') return { strategy: 'direct' };
+  const canary = rollout.canary;
+  return {
+    strategy: 'canary',
+    canary: {
+      trafficPercentage: canary.traffic_percentage,
+      durationSeconds: canary.duration_seconds,
+      checkIntervalSeconds: canary.check_interval_seconds,
+      minRequests: canary.min_requests,
+      maxErrorRate: canary.max_error_rate,
+      maxP95LatencyMs: canary.max_p95_latency_ms,
+      onInsufficientTraffic: canary.on_insufficient_traffic,
+    },
+  };
+}
+
 /** Resolves the config into the plain pipeline spec a workflow run carries. */
 export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): PipelineSpec {
   const { catalog, schema } = config.environments[options.env];
@@ -186,6 +204,14 @@ export function buildPipelineSpec(config: ProjectConfig, options: SpecOptions): 
         maximumAttempts: config.serving.conflict_retry.maximum_attempts,
         intervalSeconds: config.serving.conflict_retry.interval_seconds,
       },
+      deployAlias: config.serving.deploy_alias,
+      ...(config.serving.inference_table.enabled ? { inferenceTable: { catalog, schema } } : {}),
+      smokeTest: {
+        records: config.serving.smoke_test.records,
+        requests: config.serving.smoke_test.requests,
+        maxLatencyMs: config.serving.smoke_test.max_latency_ms,
+      },
+      rollout: rolloutSpec(config.serving.rollout),
       ...options.serving,
     },
   };

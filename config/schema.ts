@@ -129,11 +129,44 @@ export const ProjectConfigSchema = z
         conflict_retry: z
           .object({ maximum_attempts: z.number().int().min(1), interval_seconds: z.number().positive() })
           .strict(),
+        deploy_alias: Alias,
+        inference_table: z.object({ enabled: z.boolean() }).strict(),
+        smoke_test: z
+          .object({
+            records: z.number().int().min(1).max(1000),
+            requests: z.number().int().min(1).max(100),
+            max_latency_ms: z.number().positive(),
+          })
+          .strict(),
+        rollout: z
+          .object({
+            strategy: z.enum(['direct', 'canary']),
+            canary: z
+              .object({
+                traffic_percentage: z.number().int().min(1).max(99),
+                duration_seconds: z.number().positive(),
+                check_interval_seconds: z.number().positive(),
+                min_requests: z.number().int().min(0),
+                max_error_rate: z.number().min(0).max(1),
+                max_p95_latency_ms: z.number().positive(),
+                on_insufficient_traffic: z.enum(['promote', 'rollback']),
+              })
+              .strict(),
+          })
+          .strict(),
       })
       .strict(),
   })
   .strict()
   .superRefine((config, context) => {
+    const aliases = [config.registry.alias, config.registry.promotion.champion_alias];
+    if (!aliases.includes(config.serving.deploy_alias)) {
+      context.addIssue({
+        code: 'custom',
+        path: ['serving', 'deploy_alias'],
+        message: `the endpoint follows a registry alias the pipeline moves; use ${aliases.join(' or ')}`,
+      });
+    }
     for (const column of Object.keys(config.data.value_corrections)) {
       if (!config.data.categorical_features.includes(column)) {
         context.addIssue({

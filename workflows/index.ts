@@ -1,3 +1,3 @@
 export { trainAndDeploy, trainVariant } from './train-and-deploy';
-export { deployModelVersion } from './deploy';
+export { deployModelVersion, deleteEndpoint } from './deploy';
 export { approveUpdate, rejectUpdate, approvalStateQuery } from './approval';

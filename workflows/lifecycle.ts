@@ -1,12 +1,12 @@
 import { log, patched, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PromotionApproval } from './approval';
-import { deployAndVerify } from './deploy';
+import { deployAndVerify, rollOut, SERVING_ROLLOUT_PATCH } from './deploy';
 import { controlPlaneRetry, jobRetry } from './retry-policies';
 import { MLOPS_STAGE } from './search-attributes';
 import type { ApprovalOutcome, IngestResult, PipelineSpec, TableRef, VariantResult } from './types';
 
-const { registerModelVersion, applyPromotion, updateFeatureTable } = proxyActivities<Activities>({
+const { registerModelVersion, applyPromotion, updateFeatureTable, resolveAliasVersion } = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
   retry: controlPlaneRetry,
 });
@@ -138,21 +138,43 @@ export async function trainRegisterDeploy(
     approval: outcome,
   });
 
-  if (promotion.championVersionAfter === undefined) {
-    // The first version was rejected, so there is no champion to serve.
+  if (!patched(SERVING_ROLLOUT_PATCH)) {
+    // Runs started before rollouts deploy the champion with the original deployment steps.
+    if (promotion.championVersionAfter === undefined) {
+      // The first version was rejected, so there is no champion to serve.
+      stage('done');
+      log.info('No champion to deploy', { model: modelVersion.name, approval: outcome.status });
+      return { variant: spec.variant, ...(featureTable ? { featureTable } : {}), training, run, modelVersion, promotion };
+    }
+    stage('deploy');
+    const champion = { name: modelVersion.name, version: promotion.championVersionAfter };
+    const { deployment, smokeTest } = await deployAndVerify(spec.serving, champion, {
+      test: tables.test,
+      inputs: bookingColumns(spec),
+      output: spec.training.flavor === 'pyfunc' ? 'label_and_probability' : 'label',
+    });
     stage('done');
-    log.info('No champion to deploy', { model: modelVersion.name, approval: outcome.status });
+    log.info('Variant finished', { variant: spec.variant, model: modelVersion.name, version: modelVersion.version, champion: champion.version, runId: run.runId });
+    return { variant: spec.variant, ...(featureTable ? { featureTable } : {}), training, run, modelVersion, promotion, deployment, smokeTest };
+  }
+
+  // The endpoint follows a registry alias: the champion by default, or latest-model.
+  const deployAlias = spec.serving.deployAlias ?? gate.championAlias;
+  const { version: servedVersion } = await resolveAliasVersion({ modelName: modelVersion.name, alias: deployAlias });
+  if (servedVersion === undefined) {
+    // The first version was rejected, so the alias points at nothing to serve.
+    stage('done');
+    log.info('No version to deploy', { model: modelVersion.name, alias: deployAlias, approval: outcome.status });
     return { variant: spec.variant, ...(featureTable ? { featureTable } : {}), training, run, modelVersion, promotion };
   }
   stage('deploy');
-  const champion = { name: modelVersion.name, version: promotion.championVersionAfter };
-  const { deployment, smokeTest } = await deployAndVerify(spec.serving, champion, {
+  const { deployment, smokeTest } = await rollOut(spec.serving, { name: modelVersion.name, version: servedVersion }, {
     test: tables.test,
     inputs: bookingColumns(spec),
     output: spec.training.flavor === 'pyfunc' ? 'label_and_probability' : 'label',
   });
 
   stage('done');
-  log.info('Variant finished', { variant: spec.variant, model: modelVersion.name, version: modelVersion.version, champion: champion.version, runId: run.runId });
+  log.info('Variant finished', { variant: spec.variant, model: modelVersion.name, version: modelVersion.version, served: servedVersion, alias: deployAlias, runId: run.runId });
   return { variant: spec.variant, ...(featureTable ? { featureTable } : {}), training, run, modelVersion, promotion, deployment, smokeTest };
 }

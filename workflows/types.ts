@@ -132,6 +132,34 @@ export interface ConflictRetry {
   intervalSeconds: number;
 }
 
+/** Canary release: a share of the traffic goes to the new version, which must stay healthy for a while. */
+export interface CanarySpec {
+  /** Share of the endpoint's traffic the new version gets during the canary, in percent. */
+  trafficPercentage: number;
+  durationSeconds: number;
+  /** Time between two reads of the endpoint's metrics. */
+  checkIntervalSeconds: number;
+  /** Requests the new version must answer before its error rate and latency count. */
+  minRequests: number;
+  /** Highest share of failed requests (0 to 1) the new version may have. */
+  maxErrorRate: number;
+  maxP95LatencyMs: number;
+  /** What to do when fewer than minRequests arrived during the canary. */
+  onInsufficientTraffic: 'promote' | 'rollback';
+}
+
+/** direct: the new version takes all traffic once it passes the smoke test. canary: see CanarySpec. */
+export type RolloutSpec = { strategy: 'direct' } | { strategy: 'canary'; canary: CanarySpec };
+
+export interface SmokeTestSpec {
+  /** Test-table rows per request. */
+  records: number;
+  /** Timed requests after one warm-up request. */
+  requests: number;
+  /** Highest median latency of the timed requests. */
+  maxLatencyMs: number;
+}
+
 export interface ServingSpec {
   endpoint: string;
   workloadSize: 'Small' | 'Medium' | 'Large';
@@ -139,6 +167,14 @@ export interface ServingSpec {
   readyTimeoutSeconds: number;
   pollIntervalSeconds: number;
   conflictRetry: ConflictRetry;
+  /** Registry alias whose version the endpoint serves. Absent in specs of older runs (the champion). */
+  deployAlias?: string;
+  /** Catalog and schema of the payload table `<endpoint>_payload` that logs every request. Absent: off. */
+  inferenceTable?: { catalog: string; schema: string };
+  /** Absent in specs of older runs: one record, one request, no latency limit. */
+  smokeTest?: SmokeTestSpec;
+  /** Absent in specs of older runs (direct). */
+  rollout?: RolloutSpec;
 }
 
 /**
@@ -236,6 +272,54 @@ export interface EndpointDeployment {
   /** True when the endpoint already served this version and no update was sent. */
   unchanged: boolean;
   configVersion?: number;
+  /** How the version was rolled out; absent in results of older runs (direct). */
+  rollout?: RolloutResult;
+}
+
+/** One served entity of an endpoint config, in the Databricks field names. */
+export interface ServedEntityTarget {
+  name: string;
+  entity_name: string;
+  entity_version: string;
+  workload_size: 'Small' | 'Medium' | 'Large';
+  scale_to_zero_enabled: boolean;
+}
+
+/** A whole endpoint config: served entities and the traffic routes between them (summing to 100). */
+export interface EndpointTarget {
+  entities: ServedEntityTarget[];
+  routes: Array<{ served_entity_name: string; traffic_percentage: number }>;
+}
+
+/** What an endpoint served before a rollout, read before the update was sent. */
+export interface EndpointSnapshot {
+  endpoint: string;
+  exists: boolean;
+  /** The active config; absent when the endpoint does not exist. */
+  config?: EndpointTarget;
+  configVersion?: number;
+  state?: { ready: string; config_update: string };
+}
+
+/** Error rate and latency of the new version while it took a share of the traffic. */
+export interface CanaryReport {
+  verdict: 'promote' | 'rollback';
+  reason: string;
+  servedEntity: string;
+  requests: number;
+  errors: number;
+  errorRate: number;
+  /** Upper bound of the latency histogram bucket holding the 95th percentile; absent without requests. */
+  p95LatencyMs?: number;
+  observedSeconds: number;
+}
+
+export interface RolloutResult {
+  strategy: 'direct' | 'canary';
+  servedEntity: string;
+  /** Versions served before the rollout, empty for a new endpoint. */
+  previousVersions: string[];
+  canary?: CanaryReport;
 }
 
 export interface SmokeTestResult {
@@ -245,6 +329,10 @@ export interface SmokeTestResult {
   predictions: unknown[];
   latencyMs: number;
   servedModel?: string;
+  /** Latency of each timed request; absent in results of older runs (one request). */
+  latenciesMs?: number[];
+  /** Median of latenciesMs. */
+  medianLatencyMs?: number;
 }
 
 /** Result of one variant's training, registration, promotion and deployment. */

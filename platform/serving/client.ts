@@ -18,6 +18,14 @@ export interface EndpointCoreConfig {
   traffic_config?: TrafficConfig;
 }
 
+/** Inference table settings of an endpoint's AI gateway: requests go to `<catalog>.<schema>.<prefix>_payload`. */
+export interface InferenceTableConfig {
+  catalog_name: string;
+  schema_name: string;
+  table_name_prefix: string;
+  enabled: boolean;
+}
+
 export interface ServedEntityOutput extends ServedEntityInput {
   name: string;
   state?: { deployment?: string; deployment_state_message?: string };
@@ -29,7 +37,14 @@ export interface ServingEndpoint {
   id?: string;
   state: { ready: 'READY' | 'NOT_READY'; config_update: 'NOT_UPDATING' | 'IN_PROGRESS' | 'UPDATE_FAILED' | 'UPDATE_CANCELED' };
   config?: { served_entities: ServedEntityOutput[]; traffic_config?: TrafficConfig; config_version?: number };
-  pending_config?: { served_entities: ServedEntityOutput[]; config_version?: number; start_time?: number };
+  pending_config?: {
+    served_entities: ServedEntityOutput[];
+    traffic_config?: TrafficConfig;
+    config_version?: number;
+    start_time?: number;
+  };
+  ai_gateway?: { inference_table_config?: InferenceTableConfig };
+  state_message?: string;
 }
 
 export interface QueryResult {
@@ -65,9 +80,25 @@ export class ServingClient {
     }
   }
 
-  async create(name: string, config: EndpointCoreConfig): Promise<ServingEndpoint> {
-    const { data } = await this.http.post('/api/2.0/serving-endpoints', { name, config });
+  async create(name: string, config: EndpointCoreConfig, inferenceTable?: InferenceTableConfig): Promise<ServingEndpoint> {
+    const body = { name, config, ...(inferenceTable ? { ai_gateway: { inference_table_config: inferenceTable } } : {}) };
+    const { data } = await this.http.post('/api/2.0/serving-endpoints', body);
     return data as ServingEndpoint;
+  }
+
+  async putInferenceTable(name: string, inferenceTable: InferenceTableConfig): Promise<void> {
+    await this.http.put(`/api/2.0/serving-endpoints/${encodeURIComponent(name)}/ai-gateway`, {
+      inference_table_config: inferenceTable,
+    });
+  }
+
+  /** Returns the endpoint's metrics in the Prometheus text format. */
+  async metrics(name: string): Promise<string> {
+    const { data } = await this.http.get(`/api/2.0/serving-endpoints/${encodeURIComponent(name)}/metrics`, {
+      responseType: 'text',
+      transformResponse: (body: unknown) => body,
+    });
+    return String(data);
   }
 
   async updateConfig(name: string, config: EndpointCoreConfig): Promise<ServingEndpoint> {
@@ -90,10 +121,14 @@ export class ServingClient {
     return `${this.http.defaults.baseURL}/serving-endpoints/${encodeURIComponent(name)}/invocations`;
   }
 
-  /** Sends one scoring request and returns the response whatever its status. */
-  async query(name: string, body: Record<string, unknown>): Promise<QueryResult> {
+  /**
+   * Sends one scoring request and returns the response whatever its status. With `servedEntity`, the
+   * request goes to that served entity whatever the traffic routes say.
+   */
+  async query(name: string, body: Record<string, unknown>, servedEntity?: string): Promise<QueryResult> {
     const started = performance.now();
-    const response = await this.http.post(`/serving-endpoints/${encodeURIComponent(name)}/invocations`, body, {
+    const entityPath = servedEntity ? `/served-models/${encodeURIComponent(servedEntity)}` : '';
+    const response = await this.http.post(`/serving-endpoints/${encodeURIComponent(name)}${entityPath}/invocations`, body, {
       validateStatus: () => true,
     });
     const servedModel = response.headers['served-model-name'];

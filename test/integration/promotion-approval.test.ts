@@ -72,6 +72,8 @@ async function startWorker(taskQueue: string, promote: boolean, beforeTraining: 
       },
       evaluatePromotion: async () => decision(promote),
       applyPromotion: (input: ApplyPromotionInput) => applyPromotion(registry, input),
+      // The endpoint follows the champion alias: the version this run set, or champion version 1.
+      resolveAliasVersion: async () => ({ version: recorded.aliases.at(-1)?.version ?? '1' }),
       deployServingEndpoint: async (target: { version: string }) => {
         recorded.deployed.push(target.version);
         return { endpoint: 'e', unchanged: false };
