@@ -3,8 +3,12 @@ import path from 'node:path';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { Command } from 'commander';
 import { writeSyntheticBookings } from '../activities/synthetic';
-import { loadProjectConfig, resolveEnvironment } from '../config/load';
-import { catalogDir, stackSettings } from '../config/stack';
+import { loadProjectConfig, resolveEnvironment, rolloutSpec } from '../config/load';
+import { catalogDir, servingUrl, stackSettings } from '../config/stack';
+import { ServingClient } from '../platform/serving/client';
+import { deleteEndpoint, deployModelVersion } from '../workflows';
+import type { DeployModelVersionInput } from '../workflows/deploy';
+import { bookingColumns } from '../workflows/serving-config';
 import { LocalCatalog } from '../platform/catalog/local';
 import { approveUpdate, rejectUpdate } from '../workflows/approval';
 import { variantWorkflowId } from '../workflows/ids';
@@ -194,6 +198,84 @@ program
       const report = history[history.length - 1]?.report as QualityReport | undefined;
       // Quarantine versions carry no report, and versions written by older code may lack fields.
       if (report?.checks) console.log(`  data quality of the newest version:\n${formatQualityReport(report, '    ')}`);
+    }
+  });
+
+program
+  .command('endpoints')
+  .description('List the serving endpoints with their state, served versions and traffic routes')
+  .action(async () => {
+    const serving = new ServingClient(servingUrl(stackSettings()));
+    const endpoints = await serving.list();
+    if (endpoints.length === 0) console.log('No serving endpoints.');
+    for (const summary of endpoints) {
+      const endpoint = (await serving.get(summary.name)) ?? summary;
+      const routes = endpoint.config?.traffic_config?.routes ?? [];
+      console.log(`${endpoint.name}: ${endpoint.state.ready} ${endpoint.state.config_update}${endpoint.state_message ? ` (${endpoint.state_message})` : ''}`);
+      for (const entity of endpoint.config?.served_entities ?? []) {
+        const share = routes.find((route) => route.served_entity_name === entity.name)?.traffic_percentage;
+        console.log(`  ${entity.name}: ${entity.entity_name} version ${entity.entity_version}, ${share ?? 100}% of traffic, ${entity.state?.deployment ?? ''}`);
+      }
+      console.log(`  invocations: ${serving.invocationsUrl(endpoint.name)}`);
+    }
+  });
+
+program
+  .command('deploy')
+  .description("Roll a registered version of a variant's model out to its endpoint, with smoke test and rollback")
+  .option('--variant <name>', 'variant whose model and endpoint to use', 'basic')
+  .option('--version <n>', 'model version to deploy (default: the version of --alias)')
+  .option('--alias <name>', 'registry alias whose version to deploy (default: serving.deploy_alias)')
+  .option('--rollout <strategy>', 'direct or canary (default: serving.rollout.strategy)')
+  .option('--env <name>', 'environment from config/project.yml (default: MLOPS_ENV or dev)')
+  .option('--wait', 'wait for the result and print it as JSON')
+  .action(async (options: { variant: string; version?: string; alias?: string; rollout?: string; env?: string; wait?: boolean }) => {
+    const settings = stackSettings();
+    if (options.version !== undefined && !/^[1-9][0-9]*$/.test(options.version)) {
+      throw new Error(`Invalid --version ${options.version}: expected a model version number such as 3.`);
+    }
+    if (options.rollout !== undefined && options.rollout !== 'direct' && options.rollout !== 'canary') {
+      throw new Error(`Invalid --rollout ${options.rollout}: use direct or canary.`);
+    }
+    const config = loadProjectConfig();
+    const spec = pipelineSpec({ dataPath: undefined, synthetic: { rows: 1 }, env: options.env, variant: options.variant });
+    const serving = options.rollout ? { ...spec.serving, rollout: rolloutSpec(config.serving.rollout, options.rollout) } : spec.serving;
+    const test = new LocalCatalog(catalogDir(settings)).latest({ catalog: spec.catalog, schema: spec.schema, name: spec.ingest.tables.test });
+    if (!test) {
+      throw new Error(`Table ${spec.catalog}.${spec.schema}.${spec.ingest.tables.test} has no version, so there are no smoke-test records. Run the pipeline first.`);
+    }
+    const input: DeployModelVersionInput = {
+      serving,
+      model: { name: spec.registry.modelName, ...(options.version ? { version: options.version } : { alias: options.alias ?? serving.deployAlias ?? 'champion' }) },
+      test: { catalog: spec.catalog, schema: spec.schema, name: spec.ingest.tables.test, version: test.version },
+      inputs: bookingColumns(spec),
+      output: spec.training.flavor === 'pyfunc' ? 'label_and_probability' : 'label',
+    };
+    const client = await connectClient(settings);
+    const workflowId = `deploy-${serving.endpoint}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}`;
+    const handle = await client.workflow.start(deployModelVersion, { taskQueue: settings.taskQueue, workflowId, args: [input] });
+    console.log(`Started ${workflowId}\n  ${workflowUiUrl(settings, workflowId, handle.firstExecutionRunId)}`);
+    if (options.wait) console.log(JSON.stringify(await handle.result(), null, 2));
+  });
+
+program
+  .command('endpoint-delete <name>')
+  .description('Delete a serving endpoint (deleting one that does not exist succeeds)')
+  .option('--wait', 'wait until it is deleted')
+  .action(async (name: string, options: { wait?: boolean }) => {
+    const settings = stackSettings();
+    const spec = pipelineSpec({ synthetic: { rows: 1 } });
+    const client = await connectClient(settings);
+    const workflowId = `delete-endpoint-${name}-${Date.now()}`;
+    const handle = await client.workflow.start(deleteEndpoint, {
+      taskQueue: settings.taskQueue,
+      workflowId,
+      args: [{ serving: { ...spec.serving, endpoint: name } }],
+    });
+    console.log(`Started ${workflowId}`);
+    if (options.wait) {
+      const result = await handle.result();
+      console.log(result.deleted ? `Deleted endpoint ${name}.` : `Endpoint ${name} did not exist.`);
     }
   });
 

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
+import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { writeSyntheticBookings } from '../activities/synthetic';
 import { createLogger } from '../common/logger';
@@ -10,7 +11,8 @@ import { installTemporalLogging } from '../worker/logging';
 import { createWorker } from '../worker/worker';
 import { MLOPS_STAGE } from '../workflows/search-attributes';
 import { variantWorkflowId } from '../workflows/ids';
-import type { PipelineResult, PromotionOutcome, VariantResult } from '../workflows/types';
+import type { PipelineResult, PipelineSpec, PromotionOutcome, VariantResult } from '../workflows/types';
+import { EndpointPoller, formatPollerReport } from './endpoint-poller';
 import { connectClient, DEFAULT_DATA_FILE, pipelineSpec, startPipeline, workflowUiUrl } from './pipeline';
 import { activityTimings, formatTimings } from './stage-times';
 import { formatQualityReport } from './quality-report';
@@ -24,7 +26,12 @@ interface DemoOptions {
   variant?: string;
   trainingRows?: string;
   exit?: boolean;
+  /** False with --no-swap. */
+  swap?: boolean;
 }
+
+/** Feature set of the demo's second run. */
+const SWAP_FEATURE_SET = 'extended';
 
 function resolveData(options: DemoOptions, settings: StackSettings): string {
   if (options.data) return path.resolve(options.data);
@@ -54,6 +61,19 @@ export function formatPromotion(promotion: PromotionOutcome): string {
   );
 }
 
+/** Says what the endpoint served before and after the run. */
+export function formatRollout(result: VariantResult): string {
+  const deployment = result.deployment;
+  const rollout = deployment?.rollout;
+  if (!deployment || !rollout) return deployment?.unchanged ? 'unchanged' : 'direct';
+  if (deployment.unchanged) return `unchanged: ${rollout.servedEntity} already served all traffic`;
+  const before = rollout.previousVersions.length === 0 ? 'a new endpoint' : `version ${rollout.previousVersions.join(' and ')}`;
+  const canary = rollout.canary
+    ? ` after a canary (${rollout.canary.requests} requests, ${rollout.canary.errors} failed, p95 at most ${rollout.canary.p95LatencyMs ?? 'n/a'} ms)`
+    : '';
+  return `${rollout.strategy}: ${rollout.servedEntity} replaced ${before}${canary}`;
+}
+
 /** Links and stage times of one variant's child workflow, shown with its result. */
 interface VariantDetails {
   workflowLink: string;
@@ -66,7 +86,8 @@ function formatVariant(result: VariantResult, details: VariantDetails): string {
   const endpoint = smokeTest
     ? `  Endpoint      ${smokeTest.url}
   Request       curl -s -X POST ${smokeTest.url} -H 'Content-Type: application/json' -d '${JSON.stringify(smokeTest.request)}'
-  Prediction    ${JSON.stringify({ predictions: smokeTest.predictions })} in ${smokeTest.latencyMs.toFixed(1)} ms from ${smokeTest.servedModel ?? 'the endpoint'}`
+  Smoke test    ${smokeTest.predictions.length} predictions per request from ${smokeTest.servedModel ?? 'the endpoint'}, median ${(smokeTest.medianLatencyMs ?? smokeTest.latencyMs).toFixed(1)} ms
+  Rollout       ${formatRollout(result)}`
     : '  Endpoint      not deployed: no version is champion';
   const features = result.featureTable
     ? `\n  Features      ${result.featureTable.catalog}.${result.featureTable.schema}.${result.featureTable.name} v${result.featureTable.version} (looked up by booking_id)`
@@ -95,6 +116,84 @@ ${result.variants.map((variant, index) => formatVariant(variant, variants[index]
 `);
 }
 
+interface PipelineRun {
+  result: PipelineResult;
+  workflowLink: string;
+  variants: VariantDetails[];
+}
+
+/** Starts one pipeline run, prints each stage change of it and its variant runs, and returns the result. */
+async function runPipeline(client: Client, settings: StackSettings, spec: PipelineSpec): Promise<PipelineRun> {
+  const handle = await startPipeline(client, settings, spec);
+  const { runId } = await handle.describe();
+  const workflowLink = workflowUiUrl(settings, handle.workflowId, runId);
+  console.log(`Started workflow ${handle.workflowId} on ${spec.sourcePath} (${spec.training.featureSet} features)\n  ${workflowLink}`);
+
+  const workflowStarted = Date.now();
+  const lastStages = new Map<string, string>();
+  const runs = [
+    { label: 'pipeline', handle },
+    ...(spec.variants ?? []).map((variant) => ({
+      label: variant.name,
+      handle: client.workflow.getHandle(variantWorkflowId(handle.workflowId, variant.name)),
+    })),
+  ];
+  const showStage = async (): Promise<void> => {
+    for (const { label, handle: watched } of runs) {
+      try {
+        const stage = (await watched.describe()).typedSearchAttributes.get(MLOPS_STAGE);
+        if (stage && stage !== lastStages.get(label)) {
+          console.log(`  [${((Date.now() - workflowStarted) / 1000).toFixed(1)} s] ${label}: ${stage}`);
+          lastStages.set(label, stage);
+        }
+      } catch {
+        // Progress display only: a variant's run does not exist before ingestion ends.
+      }
+    }
+  };
+  await showStage();
+  const stageTimer = setInterval(showStage, 500);
+  let result: PipelineResult;
+  try {
+    result = await handle.result();
+  } finally {
+    clearInterval(stageTimer);
+  }
+  const variants = await Promise.all(
+    result.variants.map(async (variant) => {
+      const child = client.workflow.getHandle(variantWorkflowId(handle.workflowId, variant.variant ?? 'basic'));
+      const { runId: childRunId } = await child.describe();
+      return {
+        workflowLink: workflowUiUrl(settings, child.workflowId, childRunId),
+        stageTimes: formatTimings(activityTimings(await child.fetchHistory())),
+      };
+    }),
+  );
+  return { result, workflowLink, variants };
+}
+
+/**
+ * The demo's second run: the same data with the richer feature set, whose model should beat the
+ * champion and replace it on the endpoint while a client keeps querying it. Skipped when the first
+ * run already used that feature set, deployed nothing, or --no-swap is given.
+ */
+function swapPlan(
+  options: DemoOptions,
+  spec: PipelineSpec,
+  result: PipelineResult,
+): { featureSet: string; endpoint: string; url: string; body: Record<string, unknown>; reason: string } | undefined {
+  if (options.swap === false || spec.training.featureSet === SWAP_FEATURE_SET) return undefined;
+  const deployed = result.variants.find((variant) => variant.smokeTest);
+  if (!deployed?.smokeTest) return undefined;
+  return {
+    featureSet: SWAP_FEATURE_SET,
+    endpoint: deployed.smokeTest.endpoint,
+    url: deployed.smokeTest.url,
+    body: deployed.smokeTest.request,
+    reason: `the same data with the ${SWAP_FEATURE_SET} feature set, whose model should beat the champion and replace it`,
+  };
+}
+
 async function run(options: DemoOptions): Promise<void> {
   const settings = stackSettings();
   const started = Date.now();
@@ -119,13 +218,14 @@ async function run(options: DemoOptions): Promise<void> {
 
   try {
     const dataPath = resolveData(options, settings);
-    const spec = pipelineSpec({
+    const request = {
       dataPath,
       env: options.env,
       featureSet: options.featureSet,
       variant: options.variant,
       trainingRows: options.trainingRows,
-    });
+    };
+    const spec = pipelineSpec(request);
     stack = await startStack(settings);
 
     const workerLog = path.join(logsDir(settings), 'worker.log');
@@ -136,52 +236,23 @@ async function run(options: DemoOptions): Promise<void> {
     console.log(`Worker running (log ${workerLog}).`);
 
     const client = await connectClient(settings);
-    const handle = await startPipeline(client, settings, spec);
-    const { runId } = await handle.describe();
-    const workflowLink = workflowUiUrl(settings, handle.workflowId, runId);
-    console.log(`Started workflow ${handle.workflowId} on ${spec.sourcePath}\n  ${workflowLink}`);
+    const first = await runPipeline(client, settings, spec);
+    printSummary(first.result, { workflow: first.workflowLink }, first.variants);
 
-    const workflowStarted = Date.now();
-    const lastStages = new Map<string, string>();
-    const runs = [
-      { label: 'pipeline', handle },
-      ...(spec.variants ?? []).map((variant) => ({
-        label: variant.name,
-        handle: client.workflow.getHandle(variantWorkflowId(handle.workflowId, variant.name)),
-      })),
-    ];
-    const showStage = async (): Promise<void> => {
-      for (const { label, handle: watched } of runs) {
-        try {
-          const stage = (await watched.describe()).typedSearchAttributes.get(MLOPS_STAGE);
-          if (stage && stage !== lastStages.get(label)) {
-            console.log(`  [${((Date.now() - workflowStarted) / 1000).toFixed(1)} s] ${label}: ${stage}`);
-            lastStages.set(label, stage);
-          }
-        } catch {
-          // Progress display only: a variant's run does not exist before ingestion ends.
-        }
+    const swap = swapPlan(options, spec, first.result);
+    if (swap) {
+      console.log(`\nSecond run: ${swap.reason}. A client queries ${swap.endpoint} every 50 ms during the run.`);
+      const poller = new EndpointPoller(swap.url, swap.body);
+      poller.start();
+      let second: PipelineRun;
+      try {
+        second = await runPipeline(client, settings, pipelineSpec({ ...request, featureSet: swap.featureSet }));
+      } finally {
+        const report = await poller.stop();
+        console.log(`  Polling client ${formatPollerReport(report)}`);
       }
-    };
-    await showStage();
-    const stageTimer = setInterval(showStage, 500);
-    let result: PipelineResult;
-    try {
-      result = await handle.result();
-    } finally {
-      clearInterval(stageTimer);
+      printSummary(second.result, { workflow: second.workflowLink }, second.variants);
     }
-    const variantDetails = await Promise.all(
-      result.variants.map(async (variant) => {
-        const child = client.workflow.getHandle(variantWorkflowId(handle.workflowId, variant.variant ?? 'basic'));
-        const { runId: childRunId } = await child.describe();
-        return {
-          workflowLink: workflowUiUrl(settings, child.workflowId, childRunId),
-          stageTimes: formatTimings(activityTimings(await child.fetchHistory())),
-        };
-      }),
-    );
-    printSummary(result, { workflow: workflowLink }, variantDetails);
     console.log(`Total time: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     if (options.exit) {
@@ -205,6 +276,7 @@ const program = new Command('demo')
   .option('--training-rows <rows>', 'segment (Online rows, the default) or all (every segment)')
   .option('--variant <names>', 'variants to train: basic, custom, feature_lookup, a comma-separated list or all (default: model.variants)')
   .option('--exit', 'stop the stack when the pipeline has finished')
+  .option('--no-swap', 'skip the second run that replaces the served model with a better one')
   .action(async (options: DemoOptions) => run(options));
 
 program.parseAsync().then(

@@ -14,7 +14,7 @@ import type {
 
 type ServingSettings = PipelineSpec['serving'];
 
-const { smokeTestEndpoint, readServingEndpoint } = proxyActivities<Activities>({
+const { smokeTestEndpoint, readServingEndpoint, resolveAliasVersion } = proxyActivities<Activities>({
   startToCloseTimeout: '5m',
   heartbeatTimeout: '2m',
   retry: controlPlaneRetry,
@@ -205,7 +205,8 @@ async function restore(serving: ServingSettings, model: { name: string; version:
 
 export interface DeployModelVersionInput {
   serving: ServingSettings;
-  model: { name: string; version: string };
+  /** The version to deploy, or the alias whose version to deploy, resolved when the run starts. */
+  model: { name: string; version?: string; alias?: string };
   test: TableRef;
   inputs: string[];
   /** Prediction shape of the model (default label: 0 or 1). */
@@ -218,8 +219,16 @@ export async function deployModelVersion(input: DeployModelVersionInput): Promis
   smokeTest: SmokeTestResult;
 }> {
   const source = { test: input.test, inputs: input.inputs, ...(input.output ? { output: input.output } : {}) };
-  if (!patched(SERVING_ROLLOUT_PATCH)) return deployAndVerify(input.serving, input.model, source);
-  return rollOut(input.serving, input.model, source);
+  if (!patched(SERVING_ROLLOUT_PATCH)) return deployAndVerify(input.serving, { name: input.model.name, version: input.model.version ?? '' }, source);
+  let version = input.model.version;
+  if (version === undefined) {
+    if (!input.model.alias) throw ApplicationFailure.nonRetryable('Give the model version or an alias to deploy.', 'InvalidInput');
+    version = (await resolveAliasVersion({ modelName: input.model.name, alias: input.model.alias })).version;
+    if (version === undefined) {
+      throw ApplicationFailure.nonRetryable(`Model ${input.model.name} has no alias ${input.model.alias}, so there is nothing to deploy.`, 'NotFound');
+    }
+  }
+  return rollOut(input.serving, { name: input.model.name, version }, source);
 }
 
 /** Deletes a serving endpoint; deleting one that does not exist succeeds. */

@@ -2,6 +2,7 @@ import { log, patched, proxyActivities, upsertSearchAttributes, workflowInfo } f
 import type { Activities } from '../activities';
 import type { PromotionApproval } from './approval';
 import { deployAndVerify, rollOut, SERVING_ROLLOUT_PATCH } from './deploy';
+import { bookingColumns } from './serving-config';
 import { controlPlaneRetry, jobRetry } from './retry-policies';
 import { MLOPS_STAGE } from './search-attributes';
 import type { ApprovalOutcome, IngestResult, PipelineSpec, TableRef, VariantResult } from './types';
@@ -19,16 +20,6 @@ const { trainModel, logTrainingRun, evaluatePromotion } = proxyActivities<Activi
 
 /** Marks runs that passed the promotion gate; older histories replay without it. */
 const PROMOTION_GATE_PATCH = 'promotion-gate';
-
-/**
- * Returns every raw booking column a model of any feature set may read. The smoke test sends them all,
- * because the served champion may use another feature set than this run, and MLflow ignores columns
- * outside a model's signature.
- */
-function bookingColumns(spec: PipelineSpec): string[] {
-  const renamed = (name: string): string => spec.ingest.renames[name] ?? name;
-  return [...spec.ingest.numericFeatures.map((feature) => renamed(feature.name)), ...spec.ingest.categoricalFeatures.map(renamed)];
-}
 
 /** Sets the MlopsStage search attribute, shown in the Web UI's run list. */
 export function stage(name: string): void {

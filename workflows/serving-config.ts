@@ -1,6 +1,6 @@
 // Endpoint configs as plain data, shared by the deployment workflow and the serving activities. This
 // module must stay free of Node built-ins because the workflow bundle imports it.
-import type { EndpointTarget, ServedEntityTarget, ServingSpec } from './types';
+import type { EndpointTarget, PipelineSpec, ServedEntityTarget, ServingSpec } from './types';
 
 /**
  * Served entity name of a model version, as Databricks derives it when a request names none: the last
@@ -65,4 +65,14 @@ export function describeTarget(target: EndpointTarget): string {
       return `${route.served_entity_name} (version ${entity?.entity_version ?? '?'}) ${route.traffic_percentage}%`;
     })
     .join(', ');
+}
+
+/**
+ * Returns every raw booking column a model of any feature set may read. The smoke test sends them all,
+ * because the served version may use another feature set than the run that deploys it, and MLflow
+ * ignores columns outside a model's signature.
+ */
+export function bookingColumns(spec: Pick<PipelineSpec, 'ingest'>): string[] {
+  const renamed = (name: string): string => spec.ingest.renames[name] ?? name;
+  return [...spec.ingest.numericFeatures.map((feature) => renamed(feature.name)), ...spec.ingest.categoricalFeatures.map(renamed)];
 }

@@ -80,6 +80,12 @@ export class ServingClient {
     }
   }
 
+  /** Lists every endpoint in the summary shape. */
+  async list(): Promise<ServingEndpoint[]> {
+    const { data } = await this.http.get('/api/2.0/serving-endpoints');
+    return ((data as { endpoints?: ServingEndpoint[] }).endpoints ?? []);
+  }
+
   async create(name: string, config: EndpointCoreConfig, inferenceTable?: InferenceTableConfig): Promise<ServingEndpoint> {
     const body = { name, config, ...(inferenceTable ? { ai_gateway: { inference_table_config: inferenceTable } } : {}) };
     const { data } = await this.http.post('/api/2.0/serving-endpoints', body);
