@@ -63,12 +63,13 @@ export async function readSmokeTestRecords(
  * Binds every activity to the platform adapters of the embedded local stack. Workflows see only the
  * activity names and their serialisable inputs and outputs.
  */
-export function createActivities(settings: StackSettings) {
+export function createActivities(settings: StackSettings, overrides: { servingUrl?: string } = {}) {
   const catalogRoot = catalogDir(settings);
   const jobsRoot = jobsDir(settings);
   const trackingUri = mlflowUrl(settings);
   const registry = new MlflowRegistry(trackingUri);
-  const serving = new ServingClient(servingUrl(settings));
+  // Tests point the serving activities at a serving plane of their own.
+  const serving = new ServingClient(overrides.servingUrl ?? servingUrl(settings));
 
   return {
     generateSyntheticBookings: async (input: SyntheticBatchInput) =>

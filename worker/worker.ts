@@ -8,7 +8,7 @@ import { temporalAddress, type StackSettings } from '../config/stack';
  */
 export async function createWorker(
   settings: StackSettings,
-  options: { identity?: string } = {},
+  options: { identity?: string; servingUrl?: string } = {},
 ): Promise<{ worker: Worker; run: () => Promise<void> }> {
   const connection = await NativeConnection.connect({ address: temporalAddress(settings) });
   const worker = await Worker.create({
@@ -16,7 +16,7 @@ export async function createWorker(
     namespace: settings.temporalNamespace,
     taskQueue: settings.taskQueue,
     workflowsPath: require.resolve('../workflows'),
-    activities: createActivities(settings),
+    activities: createActivities(settings, options.servingUrl ? { servingUrl: options.servingUrl } : {}),
     // The SDK rejects an explicit undefined identity, so the key is only set when given.
     ...(options.identity ? { identity: options.identity } : {}),
     // Training runs in a child process, so two concurrent activities fit a 2-core machine.

@@ -147,7 +147,7 @@ describe('trainAndDeploy on the local stack', () => {
     const answer = await serving.query(spec.serving.endpoint, { dataframe_records: [KNOWN_RECORD] });
     expect(answer.status).toBe(200);
     expect(answer.body).toEqual({ predictions: [0] });
-    expect(first.smokeTest?.predictions).toHaveLength(1);
+    expect(first.smokeTest?.predictions).toHaveLength(spec.serving.smokeTest!.records);
   });
 
   it('makes the first version champion and tags its scores', async () => {
@@ -278,7 +278,7 @@ describe('trainAndDeploy on the local stack', () => {
       ],
     });
     const result = await handle.result();
-    expect(result.smokeTest.predictions).toHaveLength(1);
+    expect(result.smokeTest.predictions).toHaveLength(spec.serving.smokeTest!.records);
 
     const history = await handle.fetchHistory();
     const deployAttempts = (history.events ?? [])
@@ -302,7 +302,7 @@ describe('trainAndDeploy on the local stack', () => {
     expect(refresh.promotion!.championVersion).toBe(first.modelVersion.version);
     expect(refresh.promotion!.championRescored).toBe(true);
     expect(refresh.promotion!.championScore).toBeGreaterThan(0.5);
-    expect(refresh.smokeTest?.predictions).toHaveLength(1);
+    expect(refresh.smokeTest?.predictions).toHaveLength(spec.serving.smokeTest!.records);
     const endpoint = await serving.get(spec.serving.endpoint);
     expect(endpoint?.config?.served_entities[0].entity_version).toBe(refresh.promotion!.championVersionAfter);
   }, 900_000);
