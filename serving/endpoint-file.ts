@@ -1,12 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { RESOURCE_NAME_PATTERN, WORKLOAD_SIZES } from './types';
+import { RESOURCE_NAME_PATTERN, TABLE_PART_PATTERN, WORKLOAD_SIZES } from './types';
 
 /**
  * The endpoint definitions file, `<stateDir>/serving/endpoints.json`. It stores what is needed to
- * bring endpoints back after a restart: names, ids, timestamps, tags and the active config. A config
- * update in progress is stored as `pending_config` only so that a restart can report it as failed.
+ * bring endpoints back after a restart: names, ids, timestamps, tags, the AI gateway settings and the
+ * active config. A config update in progress is stored as `pending_config` only so that a restart can
+ * report it as failed.
  */
 
 const FORMAT_VERSION = 1;
@@ -27,6 +28,18 @@ const storedConfigSchema = z.object({
   config_version: z.number().int().positive(),
 });
 
+// Files written before inference tables existed have no `ai_gateway`, so it stays optional.
+const storedAiGatewaySchema = z.object({
+  inference_table_config: z
+    .object({
+      catalog_name: z.string().regex(TABLE_PART_PATTERN).optional(),
+      schema_name: z.string().regex(TABLE_PART_PATTERN).optional(),
+      table_name_prefix: z.string().regex(TABLE_PART_PATTERN).optional(),
+      enabled: z.boolean(),
+    })
+    .optional(),
+});
+
 const storedEndpointSchema = z.object({
   name: z.string().regex(RESOURCE_NAME_PATTERN),
   id: z.string().min(1),
@@ -36,6 +49,7 @@ const storedEndpointSchema = z.object({
   tags: z.array(z.object({ key: z.string(), value: z.string().optional() })),
   config: storedConfigSchema,
   pending_config: storedConfigSchema.extend({ start_time: z.number().int() }).optional(),
+  ai_gateway: storedAiGatewaySchema.optional(),
 });
 
 const endpointFileSchema = z.object({

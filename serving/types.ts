@@ -56,16 +56,63 @@ export const endpointTagSchema = z.object({
   value: z.string().nullish(),
 });
 
+/**
+ * Catalog, schema and table name prefix of an inference table. They become folder names of the local
+ * catalog, so they allow only file-name-safe characters. The limit of 247 keeps `<prefix>_payload`
+ * within the 255-byte file name limit of common file systems.
+ */
+export const TABLE_PART_PATTERN = /^[A-Za-z0-9_-]{1,247}$/;
+const TABLE_PART_RULE = "must contain 1 to 247 characters, each a letter, digit, '-' or '_'";
+
+/** `ai_gateway.inference_table_config`: where the endpoint logs its requests and responses. */
+export const inferenceTableConfigSchema = z.object({
+  catalog_name: z.string().regex(TABLE_PART_PATTERN, `catalog_name ${TABLE_PART_RULE}`).nullish(),
+  schema_name: z.string().regex(TABLE_PART_PATTERN, `schema_name ${TABLE_PART_RULE}`).nullish(),
+  table_name_prefix: z.string().regex(TABLE_PART_PATTERN, `table_name_prefix ${TABLE_PART_RULE}`).nullish(),
+  enabled: z.boolean().nullish(),
+});
+
+/**
+ * Fields of the Databricks AI gateway that the local serving plane does not implement. Databricks
+ * supports only inference tables on custom model endpoints, so a request that sets one of these is
+ * rejected instead of being ignored.
+ */
+export const UNSUPPORTED_AI_GATEWAY_FIELDS = ['usage_tracking_config', 'rate_limits', 'guardrails', 'fallback_config'] as const;
+
+/** Body of `PUT /api/2.0/serving-endpoints/{name}/ai-gateway`, also the `ai_gateway` of a create request. */
+export const aiGatewayInputSchema = z.object({
+  inference_table_config: inferenceTableConfigSchema.nullish(),
+  usage_tracking_config: z.unknown().optional(),
+  rate_limits: z.unknown().optional(),
+  guardrails: z.unknown().optional(),
+  fallback_config: z.unknown().optional(),
+});
+
 /** Body of `POST /api/2.0/serving-endpoints`. Unknown fields are ignored. */
 export const createEndpointRequestSchema = z.object({
   name: z.string().regex(RESOURCE_NAME_PATTERN, `endpoint names ${RESOURCE_NAME_RULE}`),
   config: endpointConfigInputSchema,
   tags: z.array(endpointTagSchema).nullish(),
+  ai_gateway: aiGatewayInputSchema.nullish(),
 });
 
 export type ServedEntityInput = z.output<typeof servedEntityInputSchema>;
 export type EndpointConfigInput = z.output<typeof endpointConfigInputSchema>;
 export type CreateEndpointRequest = z.output<typeof createEndpointRequestSchema>;
+export type AiGatewayInput = z.output<typeof aiGatewayInputSchema>;
+
+/** An inference table config after validation. Names are present whenever `enabled` is true. */
+export interface InferenceTableConfig {
+  catalog_name?: string;
+  schema_name?: string;
+  table_name_prefix?: string;
+  enabled: boolean;
+}
+
+/** The AI gateway settings of an endpoint, as stored and as returned by GET and PUT. */
+export interface AiGateway {
+  inference_table_config?: InferenceTableConfig;
+}
 
 export interface TrafficRoute {
   served_entity_name: string;
@@ -99,7 +146,10 @@ export type InvocationInputKey = (typeof INVOCATION_INPUT_KEYS)[number];
 /** Body of `POST /serving-endpoints/{name}/invocations` after validation. */
 export interface InvocationRequest {
   inputKey: InvocationInputKey;
+  /** The body that goes to the model server: the request body without `client_request_id`. */
   body: Record<string, unknown>;
+  /** The optional top-level `client_request_id`, recorded in the inference table and never forwarded. */
+  clientRequestId?: string;
 }
 
 export type EndpointReadyState = 'READY' | 'NOT_READY';
@@ -144,6 +194,7 @@ export interface ServingEndpointDetailed extends EndpointHeader {
   pending_config?: PendingConfigOutput;
   tags: EndpointTag[];
   endpoint_url: string;
+  ai_gateway?: AiGateway;
 }
 
 /** One entry of `GET /api/2.0/serving-endpoints`. */

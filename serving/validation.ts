@@ -1,10 +1,14 @@
 import type { z } from 'zod';
 import { invalidParameter, ServingError } from './errors';
 import {
+  aiGatewayInputSchema,
   createEndpointRequestSchema,
   endpointConfigInputSchema,
   INVOCATION_INPUT_KEYS,
   RESOURCE_NAME_PATTERN,
+  UNSUPPORTED_AI_GATEWAY_FIELDS,
+  type AiGateway,
+  type AiGatewayInput,
   type EndpointConfigInput,
   type EndpointConfigSpec,
   type EndpointTag,
@@ -18,6 +22,8 @@ export interface CreateEndpointInput {
   name: string;
   config: EndpointConfigSpec;
   tags: EndpointTag[];
+  /** Absent when the request has no `ai_gateway`. */
+  aiGateway?: AiGateway;
 }
 
 /** Maximum number of validation problems listed in one error message. */
@@ -41,7 +47,52 @@ export function parseCreateEndpointRequest(body: unknown): CreateEndpointInput {
     tags.push(tag.value == null ? { key: tag.key } : { key: tag.key, value: tag.value });
   }
 
-  return { name: parsed.data.name, config: normalizeConfig(parsed.data.config, 'config.'), tags };
+  const input: CreateEndpointInput = { name: parsed.data.name, config: normalizeConfig(parsed.data.config, 'config.'), tags };
+  if (parsed.data.ai_gateway != null) input.aiGateway = normalizeAiGateway(parsed.data.ai_gateway, 'ai_gateway.', parsed.data.name);
+  return input;
+}
+
+/**
+ * Validates the body of `PUT /api/2.0/serving-endpoints/{name}/ai-gateway`, which replaces the whole
+ * AI gateway config of the endpoint. Throws a 400 INVALID_PARAMETER_VALUE ServingError.
+ */
+export function parseAiGatewayRequest(body: unknown, endpointName: string): AiGateway {
+  const parsed = aiGatewayInputSchema.safeParse(body, { reportInput: true });
+  if (!parsed.success) throw invalidParameter(formatIssues(parsed.error.issues));
+  return normalizeAiGateway(parsed.data, '', endpointName);
+}
+
+/**
+ * Fills in the defaults of an AI gateway config: `enabled` is false when missing, like an unset
+ * boolean of the Databricks API, and `table_name_prefix` is the endpoint name, like the default of
+ * Databricks' `auto_capture_config`. An enabled inference table needs a catalog and a schema.
+ */
+function normalizeAiGateway(input: AiGatewayInput, prefix: string, endpointName: string): AiGateway {
+  for (const field of UNSUPPORTED_AI_GATEWAY_FIELDS) {
+    if (input[field] != null) {
+      throw invalidParameter(
+        `Unsupported ${prefix}${field}: the local serving plane implements only ${prefix}inference_table_config. Remove ${field} from the request.`,
+      );
+    }
+  }
+
+  const table = input.inference_table_config;
+  if (table == null) return {};
+  const enabled = table.enabled ?? false;
+  const field = `${prefix}inference_table_config`;
+  if (enabled && (table.catalog_name == null || table.schema_name == null)) {
+    const missing = table.catalog_name == null ? 'catalog_name' : 'schema_name';
+    throw invalidParameter(
+      `Missing ${field}.${missing}: an enabled inference table needs catalog_name and schema_name. Set both, or set enabled to false.`,
+    );
+  }
+
+  const config: AiGateway['inference_table_config'] = { enabled };
+  if (table.catalog_name != null) config.catalog_name = table.catalog_name;
+  if (table.schema_name != null) config.schema_name = table.schema_name;
+  const tablePrefix = table.table_name_prefix ?? (enabled ? endpointName : undefined);
+  if (tablePrefix != null) config.table_name_prefix = tablePrefix;
+  return { inference_table_config: config };
 }
 
 /**
@@ -158,15 +209,27 @@ export function parseInvocationRequest(body: unknown): InvocationRequest {
     );
   }
 
-  const unknownKeys = Object.keys(record).filter((key) => key !== inputKeys[0] && key !== 'params');
+  const unknownKeys = Object.keys(record).filter(
+    (key) => key !== inputKeys[0] && key !== 'params' && key !== 'client_request_id',
+  );
   if (unknownKeys.length > 0) {
     throw new ServingError(
       'BAD_REQUEST',
-      `Invalid invocation body: unexpected field(s) ${unknownKeys.join(', ')}. Besides ${inputKeys[0]}, only params is allowed.`,
+      `Invalid invocation body: unexpected field(s) ${unknownKeys.join(', ')}. Besides ${inputKeys[0]}, only params and client_request_id are allowed.`,
     );
   }
 
-  return { inputKey: inputKeys[0], body: record };
+  if (!('client_request_id' in record)) return { inputKey: inputKeys[0], body: record };
+
+  // MLflow's scoring server rejects unknown fields, so the id is recorded here and not forwarded.
+  const { client_request_id: clientRequestId, ...forwarded } = record;
+  if (typeof clientRequestId !== 'string') {
+    throw new ServingError(
+      'BAD_REQUEST',
+      `Invalid invocation body: client_request_id must be a string, got ${describeJsonType(clientRequestId)}.`,
+    );
+  }
+  return { inputKey: inputKeys[0], body: forwarded, clientRequestId };
 }
 
 /**
