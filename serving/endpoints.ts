@@ -1,10 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../common/logger';
+import { qualifiedName, type TableName } from '../platform/catalog/port';
 import { readEndpointFile, writeEndpointFile, type StoredConfig, type StoredEndpoint } from './endpoint-file';
-import { endpointNotFound, ServingError } from './errors';
+import { endpointNotFound, invalidParameter, ServingError } from './errors';
+import type { ServingFaults } from './faults';
+import { payloadTable } from './inference-table';
+import type { EntityLabels } from './metrics';
 import { modelUri, type ModelServerHandle, type ModelServerLauncher } from './model-server';
+import type { ModelServerConnection, ScaleToZero, ScaleToZeroCandidate } from './scale-to-zero';
+import { ServerSlot } from './server-slot';
 import {
   WORKERS_BY_WORKLOAD_SIZE,
+  type AiGateway,
   type ConfigUpdateState,
   type DeploymentState,
   type EndpointConfigOutput,
@@ -42,76 +49,34 @@ export interface EndpointStoreOptions {
   drainTimeoutMs?: number;
   /** Returns a number in [0, 1) for weighted traffic routing (default Math.random). */
   random?: () => number;
+  /** Stops idle model servers and starts them again on the next invocation. */
+  scaleToZero: ScaleToZero;
+  faults?: ServingFaults;
 }
 
 /** A served entity picked for one invocation. Call release() when the request has finished. */
 export interface InvocationTarget {
   servedEntityName: string;
-  url: string;
+  labels: EntityLabels;
+  /** Returns the running model server, after starting it when the served entity is scaled to zero. */
+  connect(): Promise<ModelServerConnection>;
+  /** True once the endpoint was deleted, so late metrics do not bring back its series. */
+  endpointDeleted(): boolean;
   release(): void;
 }
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 60_000;
+/** Maximum time in ms between two checks for idle model servers. */
+const MAX_IDLE_CHECK_INTERVAL_MS = 60_000;
 const CREATOR = 'local';
-
-/**
- * A running model server. The active and the pending config share one slot when an update keeps a
- * served entity unchanged, so the slot is stopped only when no config uses it any more.
- */
-class ServerSlot {
-  inFlight = 0;
-  stopping = false;
-  exited = false;
-  private drainWaiters: Array<() => void> = [];
-
-  constructor(readonly handle: ModelServerHandle) {}
-
-  get usable(): boolean {
-    return !this.stopping && !this.exited;
-  }
-
-  acquire(): () => void {
-    this.inFlight += 1;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.inFlight -= 1;
-      if (this.inFlight === 0) this.resolveDrainWaiters();
-    };
-  }
-
-  stop(): Promise<void> {
-    this.stopping = true;
-    this.resolveDrainWaiters();
-    return this.handle.stop();
-  }
-
-  /** Waits until no invocation uses this server or `timeoutMs` has passed, then stops it. */
-  async drainAndStop(timeoutMs: number): Promise<void> {
-    this.stopping = true;
-    if (this.inFlight > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, timeoutMs);
-        this.drainWaiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-    await this.stop();
-  }
-
-  private resolveDrainWaiters(): void {
-    for (const resolve of this.drainWaiters.splice(0)) resolve();
-  }
-}
 
 interface EntityRuntime {
   spec: ServedEntitySpec;
   deployment: DeploymentState;
   message: string;
   slot?: ServerSlot;
+  /** Metric labels, built on the first invocation. */
+  labels?: EntityLabels;
 }
 
 interface ConfigRuntime {
@@ -128,6 +93,9 @@ interface EndpointRuntime {
   creationTimestamp: number;
   lastUpdatedTimestamp: number;
   tags: EndpointTag[];
+  aiGateway?: AiGateway;
+  /** The payload table that invocations are logged to, derived from `aiGateway`, or undefined when logging is disabled. */
+  payloadTable?: TableName;
   config: ConfigRuntime;
   pending?: ConfigRuntime;
   configUpdate: ConfigUpdateState;
@@ -161,21 +129,42 @@ function sameModelServer(a: ServedEntitySpec, b: ServedEntitySpec): boolean {
   return a.entity_name === b.entity_name && a.entity_version === b.entity_version && a.workload_size === b.workload_size;
 }
 
+/** True when an entity can take invocations: deployed, with a slot that is running or scaled to zero. */
+function isServing(entity: EntityRuntime): boolean {
+  return entity.deployment === 'DEPLOYMENT_READY' && entity.slot?.usable === true;
+}
+
+/** URL and pid of a slot's process for logs. Both are undefined while the slot is scaled to zero. */
+function describeSlot(slot: ServerSlot): { url?: string; pid?: number } {
+  return { url: slot.handle?.url, pid: slot.handle?.pid };
+}
+
+function cloneAiGateway(aiGateway: AiGateway): AiGateway {
+  return aiGateway.inference_table_config ? { inference_table_config: { ...aiGateway.inference_table_config } } : {};
+}
+
 export class EndpointStore {
   private readonly endpoints = new Map<string, EndpointRuntime>();
-  /** Every slot whose model server has not been stopped or exited, for close(). */
+  /** Every slot that was neither stopped nor crashed, whether running or scaled to zero, for close(). */
   private readonly liveSlots = new Set<ServerSlot>();
   /** Background deployments and server retirements, awaited by close(). */
   private readonly tasks = new Set<Promise<void>>();
   private readonly logger: Logger;
   private readonly drainTimeoutMs: number;
   private readonly random: () => number;
+  private readonly scaleToZero: ScaleToZero;
+  private readonly idleCheckTimer: NodeJS.Timeout;
   private closing = false;
 
   constructor(private readonly options: EndpointStoreOptions) {
     this.logger = options.logger;
     this.drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
     this.random = options.random ?? Math.random;
+    this.scaleToZero = options.scaleToZero;
+    // A tenth of the idle time keeps the stop within 10 % of it, and the bounds keep the checks cheap.
+    const checkIntervalMs = Math.min(Math.max(this.scaleToZero.idleMs / 10, 10), MAX_IDLE_CHECK_INTERVAL_MS);
+    this.idleCheckTimer = setInterval(() => this.scaleIdleServersToZero(), checkIntervalMs);
+    this.idleCheckTimer.unref();
   }
 
   /**
@@ -204,6 +193,7 @@ export class EndpointStore {
         configUpdate: 'IN_PROGRESS',
         deleted: false,
       };
+      if (record.ai_gateway) this.applyAiGateway(endpoint, record.ai_gateway);
       if (record.pending_config) {
         droppedUpdates += 1;
         const startedAt = new Date(record.pending_config.start_time).toISOString();
@@ -271,6 +261,7 @@ export class EndpointStore {
       configUpdate: 'IN_PROGRESS',
       deleted: false,
     };
+    if (input.aiGateway) this.applyAiGateway(endpoint, input.aiGateway);
 
     this.endpoints.set(endpoint.name, endpoint);
     try {
@@ -296,7 +287,11 @@ export class EndpointStore {
   updateConfig(name: string, spec: EndpointConfigSpec): ServingEndpointDetailed {
     this.assertOpen();
     const endpoint = this.require(name);
-    if (endpoint.configUpdate === 'IN_PROGRESS') {
+    const injectedLeft = this.options.faults?.takeConfigUpdateRejection(name);
+    if (injectedLeft !== undefined) {
+      this.logger.warn({ endpoint: name, injectedConflictsLeft: injectedLeft }, 'injected config update conflict');
+    }
+    if (endpoint.configUpdate === 'IN_PROGRESS' || injectedLeft !== undefined) {
       const version = endpoint.pending?.version ?? endpoint.config.version;
       throw new ServingError(
         'RESOURCE_CONFLICT',
@@ -338,6 +333,52 @@ export class EndpointStore {
     return this.toDetailed(endpoint);
   }
 
+  /**
+   * Replaces the AI gateway config of an endpoint and returns it. Throws 404 RESOURCE_DOES_NOT_EXIST,
+   * or 400 INVALID_PARAMETER_VALUE when an enabled inference table would move to another table.
+   * Like Databricks, the plane lets the table change only while logging is disabled.
+   */
+  setAiGateway(name: string, aiGateway: AiGateway): AiGateway {
+    this.assertOpen();
+    const endpoint = this.require(name);
+    const current = endpoint.aiGateway?.inference_table_config;
+    const next = aiGateway.inference_table_config;
+    if (current?.enabled && next?.enabled) {
+      for (const field of ['catalog_name', 'schema_name', 'table_name_prefix'] as const) {
+        if (current[field] !== next[field]) {
+          throw invalidParameter(
+            `Invalid inference_table_config.${field} ${JSON.stringify(next[field])}: the inference table of endpoint ${name} is enabled with ${field} ${JSON.stringify(current[field])}. Disable it first, then enable it with the new table.`,
+          );
+        }
+      }
+    }
+
+    const previous = { aiGateway: endpoint.aiGateway, payloadTable: endpoint.payloadTable, lastUpdatedTimestamp: endpoint.lastUpdatedTimestamp };
+    this.applyAiGateway(endpoint, aiGateway);
+    endpoint.lastUpdatedTimestamp = Date.now();
+    try {
+      this.persist();
+    } catch (error) {
+      Object.assign(endpoint, previous);
+      throw error;
+    }
+    this.logger.info(
+      { endpoint: name, payloadTable: endpoint.payloadTable ? qualifiedName(endpoint.payloadTable) : undefined },
+      'endpoint AI gateway updated',
+    );
+    return cloneAiGateway(aiGateway);
+  }
+
+  /** Returns the payload table that invocations of the endpoint are logged to, or undefined. */
+  payloadTableOf(name: string): TableName | undefined {
+    return this.endpoints.get(name)?.payloadTable;
+  }
+
+  /** Returns each endpoint's name with true when its state.ready is READY. */
+  *readyStates(): Iterable<[string, boolean]> {
+    for (const endpoint of this.endpoints.values()) yield [endpoint.name, this.readyState(endpoint) === 'READY'];
+  }
+
   /** Removes an endpoint and stops its model servers. Throws 404 RESOURCE_DOES_NOT_EXIST. */
   async delete(name: string): Promise<void> {
     this.assertOpen();
@@ -358,18 +399,52 @@ export class EndpointStore {
   }
 
   /**
-   * Picks a ready served entity of the active config by the traffic routes (weighted random) and
-   * counts the invocation as in flight on it until release(). Throws 404 RESOURCE_DOES_NOT_EXIST,
-   * or 503 TEMPORARILY_UNAVAILABLE when no served entity that receives traffic is ready.
+   * Picks a ready served entity of the active config and counts the invocation as in flight on it
+   * until release(). Without `servedEntityName` the pick follows the traffic routes (weighted random).
+   * With it, that served entity is used whatever its traffic percentage. Throws 404
+   * RESOURCE_DOES_NOT_EXIST for an unknown endpoint or served entity, or 503 TEMPORARILY_UNAVAILABLE
+   * when no fitting served entity is ready.
    */
-  acquireServedEntity(name: string): InvocationTarget {
+  acquireServedEntity(name: string, servedEntityName?: string): InvocationTarget {
     const endpoint = this.require(name);
-    const candidates: Array<{ entity: EntityRuntime; slot: ServerSlot; weight: number }> = [];
+    const entity = servedEntityName === undefined ? this.pickByRoutes(endpoint) : this.findServedEntity(endpoint, servedEntityName);
+    const slot = entity.slot as ServerSlot;
+    entity.labels ??= {
+      endpoint: endpoint.name,
+      served_entity: entity.spec.name,
+      entity_name: entity.spec.entity_name,
+      entity_version: entity.spec.entity_version,
+    };
+    const labels = entity.labels;
+
+    return {
+      servedEntityName: entity.spec.name,
+      labels,
+      connect: () => {
+        if (slot.handle) return Promise.resolve({ url: slot.handle.url });
+        return this.scaleToZero.connect({
+          endpoint: endpoint.name,
+          spec: entity.spec,
+          slot,
+          labels,
+          endpointDeleted: () => endpoint.deleted,
+          onStarted: (handle) => {
+            this.liveSlots.add(slot);
+            handle.onExit((code, signal) => this.handleServerExit(endpoint, slot, handle, code, signal));
+          },
+        });
+      },
+      endpointDeleted: () => endpoint.deleted,
+      release: slot.acquire(),
+    };
+  }
+
+  private pickByRoutes(endpoint: EndpointRuntime): EntityRuntime {
+    const candidates: Array<{ entity: EntityRuntime; weight: number }> = [];
     for (const route of endpoint.config.routes) {
       const entity = endpoint.config.entities.find((candidate) => candidate.spec.name === route.served_entity_name);
-      const slot = entity?.slot;
-      if (entity && slot?.usable && entity.deployment === 'DEPLOYMENT_READY' && route.traffic_percentage > 0) {
-        candidates.push({ entity, slot, weight: route.traffic_percentage });
+      if (entity && isServing(entity) && route.traffic_percentage > 0) {
+        candidates.push({ entity, weight: route.traffic_percentage });
       }
     }
 
@@ -380,26 +455,68 @@ export class EndpointStore {
           : (endpoint.stateMessage ?? 'none of its served entities that receive traffic is ready');
       throw new ServingError(
         'TEMPORARILY_UNAVAILABLE',
-        `Endpoint ${name} cannot serve invocations yet: ${reason}. Retry when GET /api/2.0/serving-endpoints/${name} reports state.ready READY.`,
+        `Endpoint ${endpoint.name} cannot serve invocations yet: ${reason}. Retry when GET /api/2.0/serving-endpoints/${endpoint.name} reports state.ready READY.`,
       );
     }
 
     const total = candidates.reduce((sum, candidate) => sum + candidate.weight, 0);
     let point = this.random() * total;
-    let chosen = candidates[candidates.length - 1];
     for (const candidate of candidates) {
       point -= candidate.weight;
-      if (point < 0) {
-        chosen = candidate;
-        break;
+      if (point < 0) return candidate.entity;
+    }
+    return candidates[candidates.length - 1].entity;
+  }
+
+  private findServedEntity(endpoint: EndpointRuntime, servedEntityName: string): EntityRuntime {
+    const entity = endpoint.config.entities.find((candidate) => candidate.spec.name === servedEntityName);
+    if (!entity) {
+      const known = endpoint.config.entities.map((candidate) => candidate.spec.name).join(', ');
+      throw new ServingError(
+        'RESOURCE_DOES_NOT_EXIST',
+        `Served entity ${JSON.stringify(servedEntityName)} does not exist in the active config (version ${endpoint.config.version}) of endpoint ${endpoint.name}. Known served entities: ${known}.`,
+      );
+    }
+    if (!isServing(entity)) {
+      throw new ServingError(
+        'TEMPORARILY_UNAVAILABLE',
+        `Served entity ${servedEntityName} of endpoint ${endpoint.name} cannot serve invocations: ${entity.message} Retry when its state.deployment is DEPLOYMENT_READY.`,
+      );
+    }
+    return entity;
+  }
+
+  /** Scales to zero the idle model servers whose served entities all have scale_to_zero_enabled. */
+  private scaleIdleServersToZero(): void {
+    if (this.closing) return;
+    const candidates: ScaleToZeroCandidate[] = [];
+    for (const endpoint of this.endpoints.values()) {
+      // A slot shared by the active and the pending config scales to zero only if both entities allow it.
+      const allowed = new Map<ServerSlot, { servedEntity: string; allowed: boolean }>();
+      for (const config of endpoint.pending ? [endpoint.config, endpoint.pending] : [endpoint.config]) {
+        for (const entity of config.entities) {
+          if (!entity.slot) continue;
+          const previous = allowed.get(entity.slot);
+          const ok = entity.spec.scale_to_zero_enabled && entity.deployment === 'DEPLOYMENT_READY';
+          allowed.set(entity.slot, {
+            servedEntity: previous?.servedEntity ?? entity.spec.name,
+            allowed: (previous?.allowed ?? true) && ok,
+          });
+        }
+      }
+      for (const [slot, { servedEntity, allowed: ok }] of allowed) {
+        if (ok) candidates.push({ endpoint: endpoint.name, servedEntity, slot });
       }
     }
+    for (const stop of this.scaleToZero.stopIdle(candidates)) this.track(stop);
+  }
 
-    return {
-      servedEntityName: chosen.entity.spec.name,
-      url: chosen.slot.handle.url,
-      release: chosen.slot.acquire(),
-    };
+  /**
+   * Cancels the cold starts in progress, so that invocations waiting for them fail with 503 at once
+   * instead of holding up a shutdown for as long as a model server takes to start.
+   */
+  cancelColdStarts(): void {
+    for (const slot of this.liveSlots) slot.coldStart?.abort.abort(new Error('the serving plane is shutting down'));
   }
 
   /**
@@ -408,12 +525,18 @@ export class EndpointStore {
    */
   async close(): Promise<void> {
     this.closing = true;
+    clearInterval(this.idleCheckTimer);
     for (const endpoint of this.endpoints.values()) endpoint.deployment?.abort.abort();
     await this.stopSlots([...this.liveSlots], 'serving plane closing');
     await Promise.allSettled([...this.tasks]);
     // Starts that resolved during the first round stop their own servers. This round catches any
     // server still running after the tasks ended.
     await this.stopSlots([...this.liveSlots], 'serving plane closing');
+  }
+
+  private applyAiGateway(endpoint: EndpointRuntime, aiGateway: AiGateway): void {
+    endpoint.aiGateway = cloneAiGateway(aiGateway);
+    endpoint.payloadTable = payloadTable(aiGateway.inference_table_config);
   }
 
   private require(name: string): EndpointRuntime {
@@ -429,10 +552,7 @@ export class EndpointStore {
   }
 
   private readyState(endpoint: EndpointRuntime): 'READY' | 'NOT_READY' {
-    const allReady = endpoint.config.entities.every(
-      (entity) => entity.deployment === 'DEPLOYMENT_READY' && entity.slot?.usable === true,
-    );
-    return allReady ? 'READY' : 'NOT_READY';
+    return endpoint.config.entities.every(isServing) ? 'READY' : 'NOT_READY';
   }
 
   /** Lets the pending config take over model servers whose model version and size do not change. */
@@ -450,7 +570,10 @@ export class EndpointStore {
       claimed.add(match.slot);
       entity.slot = match.slot;
       entity.deployment = 'DEPLOYMENT_READY';
-      entity.message = `Reusing the model server of served entity ${match.spec.name} at ${match.slot.handle.url} (pid ${match.slot.handle.pid}).`;
+      const handle = match.slot.handle;
+      entity.message = handle
+        ? `Reusing the model server of served entity ${match.spec.name} at ${handle.url} (pid ${handle.pid}).`
+        : `Reusing the scaled-to-zero model server of served entity ${match.spec.name}. The next invocation starts it.`;
     }
   }
 
@@ -567,7 +690,7 @@ export class EndpointStore {
 
       const slot = new ServerSlot(handle);
       this.liveSlots.add(slot);
-      handle.onExit((code, signal) => this.handleServerExit(endpoint, slot, code, signal));
+      handle.onExit((code, signal) => this.handleServerExit(endpoint, slot, handle, code, signal));
       if (abort.signal.aborted) {
         entity.deployment = 'DEPLOYMENT_ABORTED';
         entity.message = `The model server for ${uri} started after its deployment was canceled, so it was stopped.`;
@@ -610,7 +733,7 @@ export class EndpointStore {
   }
 
   private async retireSlot(endpointName: string, slot: ServerSlot): Promise<void> {
-    const { url, pid } = slot.handle;
+    const { url, pid } = describeSlot(slot);
     this.logger.info({ endpoint: endpointName, url, pid, inFlight: slot.inFlight }, 'stopping replaced model server');
     try {
       await slot.drainAndStop(this.drainTimeoutMs);
@@ -623,7 +746,7 @@ export class EndpointStore {
   private async stopSlots(slots: ServerSlot[], reason: string): Promise<void> {
     await Promise.all(
       slots.map(async (slot) => {
-        const { url, pid } = slot.handle;
+        const { url, pid } = describeSlot(slot);
         this.logger.info({ url, pid, reason }, 'stopping model server');
         try {
           await slot.stop();
@@ -635,18 +758,23 @@ export class EndpointStore {
     );
   }
 
-  /** Marks the entities that use an exited server as failed, unless the serving plane stopped it. */
+  /**
+   * Marks the entities that use an exited server as failed, unless the serving plane stopped it on
+   * purpose, such as for scale to zero, or the slot has moved on to another process.
+   */
   private handleServerExit(
     endpoint: EndpointRuntime,
     slot: ServerSlot,
+    handle: ModelServerHandle,
     code: number | null,
     signal: NodeJS.Signals | null,
   ): void {
-    slot.exited = true;
+    if (slot.stoppedOnPurpose(handle) || slot.handle !== handle) return;
+    slot.failed = true;
     this.liveSlots.delete(slot);
-    if (slot.stopping || endpoint.deleted || this.closing) return;
+    if (slot.retired || endpoint.deleted || this.closing) return;
 
-    const { url, pid } = slot.handle;
+    const { url, pid } = handle;
     const reason = `The model server at ${url} (pid ${pid}) exited unexpectedly with code ${code} (signal ${signal ?? 'none'}). Check its log file, then send the config again to restart it.`;
     const configs = endpoint.pending ? [endpoint.config, endpoint.pending] : [endpoint.config];
     for (const config of configs) {
@@ -706,6 +834,7 @@ export class EndpointStore {
       if (endpoint.pending) {
         record.pending_config = { ...this.toStoredConfig(endpoint.pending), start_time: endpoint.pending.startTime };
       }
+      if (endpoint.aiGateway) record.ai_gateway = cloneAiGateway(endpoint.aiGateway);
       return record;
     });
     writeEndpointFile(this.options.stateFile, records);
@@ -732,11 +861,17 @@ export class EndpointStore {
     return {
       served_entities: config.entities.map((entity) => ({
         ...entity.spec,
-        state: { deployment: entity.deployment, deployment_state_message: entity.message },
+        state: { deployment: entity.deployment, deployment_state_message: this.deploymentMessage(entity) },
       })),
       traffic_config: { routes: config.routes.map((route) => ({ ...route })) },
       config_version: config.version,
     };
+  }
+
+  /** Returns the deployment_state_message of an entity, which scale to zero changes for a ready entity. */
+  private deploymentMessage(entity: EntityRuntime): string {
+    if (entity.deployment !== 'DEPLOYMENT_READY' || !entity.slot) return entity.message;
+    return this.scaleToZero.describe(entity.slot, entity.spec) ?? entity.message;
   }
 
   private toHeader(endpoint: EndpointRuntime): EndpointHeader {
@@ -758,6 +893,7 @@ export class EndpointStore {
       endpoint_url: `${this.options.baseUrl()}/serving-endpoints/${endpoint.name}/invocations`,
     };
     if (endpoint.stateMessage) detailed.state_message = endpoint.stateMessage;
+    if (endpoint.aiGateway) detailed.ai_gateway = cloneAiGateway(endpoint.aiGateway);
     if (endpoint.pending) {
       detailed.pending_config = { ...this.toConfigOutput(endpoint.pending), start_time: endpoint.pending.startTime };
     }

@@ -50,3 +50,18 @@ export function endpointNotFound(name: string): ServingError {
     `Serving endpoint ${JSON.stringify(name)} does not exist. List the existing endpoints with GET /api/2.0/serving-endpoints.`,
   );
 }
+
+/**
+ * Returns the status and Databricks JSON body for any error that a route throws: a ServingError as
+ * it is, a 4xx rejection of Fastify's (invalid JSON, unsupported content type, body too large) as
+ * BAD_REQUEST, anything else as 500 INTERNAL_ERROR. `route` names the request in the 500 message.
+ */
+export function toErrorResponse(error: unknown, route: string): { status: number; body: ErrorBody } {
+  if (error instanceof ServingError) return { status: error.statusCode, body: error.toBody() };
+  const message = error instanceof Error ? error.message : String(error);
+  const statusCode = (error as { statusCode?: unknown } | null)?.statusCode;
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+    return { status: statusCode, body: { error_code: 'BAD_REQUEST', message: `Invalid request: ${message}` } };
+  }
+  return { status: 500, body: { error_code: 'INTERNAL_ERROR', message: `Internal error while handling ${route}: ${message}` } };
+}

@@ -1,17 +1,17 @@
 import path from 'node:path';
-import { modelServerPidDir, reapModelServers } from './orphans';
-import axios from 'axios';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../common/logger';
 import { EndpointStore } from './endpoints';
-import { endpointNotFound, ServingError, type ErrorBody } from './errors';
+import { endpointNotFound, toErrorResponse, type ErrorBody } from './errors';
+import type { ServingFaults } from './faults';
+import { InferenceTableWriter } from './inference-table';
+import { registerInvocationRoutes } from './invocations';
+import { ServingMetrics } from './metrics';
 import { MlflowModelServerLauncher, type ModelServerLauncher } from './model-server';
-import {
-  countInvocationRecords,
-  parseCreateEndpointRequest,
-  parseInvocationRequest,
-  parseUpdateConfigRequest,
-} from './validation';
+import { ModelServerClient } from './model-server-client';
+import { modelServerPidDir, reapModelServers } from './orphans';
+import { ScaleToZero } from './scale-to-zero';
+import { parseAiGatewayRequest, parseCreateEndpointRequest, parseUpdateConfigRequest } from './validation';
 
 export interface ServingPlaneOptions {
   host: string;
@@ -24,19 +24,40 @@ export interface ServingPlaneOptions {
   logger: Logger;
   /** Launcher of model servers (default MlflowModelServerLauncher). Unit tests inject a fake. */
   launcher?: ModelServerLauncher;
-  /** Maximum time in ms for a model server to become ready. Only the default launcher uses it. */
+  /**
+   * Maximum time in ms for a model server to become ready (default 300 000). The default launcher
+   * applies it to every start, and the plane to every cold start after scale to zero.
+   */
   readyTimeoutMs?: number;
   /** Maximum time in ms to wait for a model server's response to one invocation (default 120 000). */
   invocationTimeoutMs?: number;
   /** Maximum time in ms that a replaced model server may finish invocations in flight (default 60 000). */
   drainTimeoutMs?: number;
+  /**
+   * Time in ms without invocations after which a served entity with scale_to_zero_enabled stops its
+   * model server (default 1 800 000, the 30 minutes of Databricks).
+   */
+  scaleToZeroIdleMs?: number;
+  /** Root folder of the local catalog that contains the inference (payload) tables (default `<stateDir>/catalog`). */
+  catalogRoot?: string;
+  /** Time in ms between two writes of buffered inference table rows (default 10 000). */
+  payloadFlushIntervalMs?: number;
+  /** Maximum number of unwritten inference table rows kept in memory (default 100 000). */
+  payloadMaxBufferedRows?: number;
+  /** Faults injected by tests. No HTTP route can set them. */
+  faults?: ServingFaults;
 }
 
 export interface ServingPlane {
   app: FastifyInstance;
   /** Starts listening and returns the base URL, such as `http://127.0.0.1:8080`. */
   listen(): Promise<string>;
-  /** Stops accepting requests, then stops every model server. Safe to call more than once. */
+  /**
+   * Writes the buffered inference table rows now. Resolves when they are written or, if the write
+   * failed, back in the buffer for the next flush. Never rejects.
+   */
+  flushPayloads(): Promise<void>;
+  /** Stops accepting requests, stops every model server, then writes the buffered rows. Safe to call more than once. */
   close(): Promise<void>;
 }
 
@@ -66,28 +87,49 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
     const reaped = reapModelServers(pidDir);
     if (reaped.length > 0) logger.warn({ pids: reaped }, 'stopped model servers left by a previous serving plane');
   }
+  const logsDir = path.join(options.stateDir, 'logs');
   const launcher =
     options.launcher ??
     new MlflowModelServerLauncher({
       trackingUri: options.trackingUri,
-      logsDir: path.join(options.stateDir, 'logs'),
+      logsDir,
       pidDir,
       logger,
       readyTimeoutMs: options.readyTimeoutMs,
     });
+  // The ready gauge reads the store at scrape time, after `store` below exists.
+  const metrics: ServingMetrics = new ServingMetrics((): Iterable<[string, boolean]> => store.readyStates());
+  const scaleToZero = new ScaleToZero({
+    launcher,
+    logger,
+    metrics,
+    logsDir,
+    idleMs: options.scaleToZeroIdleMs,
+    coldStartTimeoutMs: options.readyTimeoutMs,
+  });
   const store = new EndpointStore({
     launcher,
     logger,
     stateFile,
     baseUrl: () => baseUrl,
     drainTimeoutMs: options.drainTimeoutMs,
+    scaleToZero,
+    faults: options.faults,
   });
-  const invocationTimeoutMs = options.invocationTimeoutMs ?? DEFAULT_INVOCATION_TIMEOUT_MS;
+  const catalogRoot = options.catalogRoot ?? path.join(options.stateDir, 'catalog');
+  const payloads = new InferenceTableWriter({
+    catalogRoot,
+    logger,
+    metrics,
+    flushIntervalMs: options.payloadFlushIntervalMs,
+    maxBufferedRows: options.payloadMaxBufferedRows,
+  });
+  const client = new ModelServerClient(options.invocationTimeoutMs ?? DEFAULT_INVOCATION_TIMEOUT_MS);
 
   // Typed as Fastify's logger interface so that the app keeps the default FastifyInstance type.
   const loggerInstance: FastifyBaseLogger = logger;
   // Per-request logs are off because clients poll GET endpoints. The store logs every change, and
-  // the invocation route logs one line per invocation.
+  // the invocation routes log one line per invocation.
   const app = Fastify({
     loggerInstance,
     logController: new LogController({ disableRequestLogging: true }),
@@ -97,11 +139,19 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
 
   app.get('/health', async () => ({ status: 'ok' }));
 
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+
   app.post('/api/2.0/serving-endpoints', async (request) => store.create(parseCreateEndpointRequest(request.body)));
 
   app.get('/api/2.0/serving-endpoints', async () => ({ endpoints: store.list() }));
 
   app.get<NameParams>('/api/2.0/serving-endpoints/:name', async (request) => store.get(request.params.name));
+
+  app.get<NameParams>('/api/2.0/serving-endpoints/:name/metrics', async (request, reply) => {
+    const name = request.params.name;
+    if (!store.exists(name)) throw endpointNotFound(name);
+    return reply.type(metrics.contentType).send(await metrics.endpointText(name));
+  });
 
   app.put<NameParams>('/api/2.0/serving-endpoints/:name/config', async (request) => {
     const name = request.params.name;
@@ -109,45 +159,32 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
     return store.updateConfig(name, parseUpdateConfigRequest(request.body));
   });
 
+  app.put<NameParams>('/api/2.0/serving-endpoints/:name/ai-gateway', async (request) => {
+    const name = request.params.name;
+    if (!store.exists(name)) throw endpointNotFound(name);
+    return store.setAiGateway(name, parseAiGatewayRequest(request.body, name));
+  });
+
   app.delete<NameParams>('/api/2.0/serving-endpoints/:name', async (request) => {
-    await store.delete(request.params.name);
+    const name = request.params.name;
+    await store.delete(name);
+    await metrics.removeEndpoint(name);
+    // The endpoint's rows go to its payload table now, not at the next interval.
+    await payloads.flush();
     return {};
   });
 
-  app.post<NameParams>('/serving-endpoints/:name/invocations', async (request, reply) => {
-    const name = request.params.name;
-    if (!store.exists(name)) throw endpointNotFound(name);
-    const invocation = parseInvocationRequest(request.body);
-    const target = store.acquireServedEntity(name);
-    const context = {
-      endpoint: name,
-      servedEntity: target.servedEntityName,
-      inputKey: invocation.inputKey,
-      records: countInvocationRecords(invocation),
-    };
+  registerInvocationRoutes(app, { store, metrics, payloads, client, logger });
 
-    const startedAt = Date.now();
-    try {
-      const response = await axios.post<ArrayBuffer>(`${target.url}/invocations`, JSON.stringify(invocation.body), {
-        headers: { 'Content-Type': 'application/json' },
-        responseType: 'arraybuffer',
-        timeout: invocationTimeoutMs,
-        validateStatus: () => true,
-        maxBodyLength: Infinity,
-        maxContentLength: Infinity,
-        // Model servers listen on loopback, so an HTTP_PROXY from the environment must not apply.
-        proxy: false,
-      });
-      logger.info({ ...context, status: response.status, durationMs: Date.now() - startedAt }, 'invocation');
-      return sendUpstreamResponse(reply, target.servedEntityName, response.status, response.headers['content-type'], response.data);
-    } catch (error) {
-      throw upstreamFailure(error, name, target.servedEntityName, target.url, invocationTimeoutMs, logger, context);
-    } finally {
-      target.release();
-    }
-  });
-
-  store.restore();
+  try {
+    store.restore();
+  } catch (error) {
+    // Nothing was started yet, so this only clears the timers and the connection pool.
+    void store.close();
+    void payloads.close();
+    void client.close();
+    throw error;
+  }
 
   let closing: Promise<void> | undefined;
   return {
@@ -160,10 +197,16 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
       logger.info({ url: baseUrl, stateFile, trackingUri: options.trackingUri }, 'serving plane started');
       return baseUrl;
     },
+    flushPayloads(): Promise<void> {
+      return payloads.flush();
+    },
     close(): Promise<void> {
       closing ??= (async () => {
+        store.cancelColdStarts();
         await app.close();
         await store.close();
+        await payloads.close();
+        await client.close();
         logger.info({ url: baseUrl }, 'serving plane stopped');
       })();
       return closing;
@@ -171,66 +214,12 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
   };
 }
 
-function sendUpstreamResponse(
-  reply: FastifyReply,
-  servedEntityName: string,
-  status: number,
-  contentType: unknown,
-  body: ArrayBuffer,
-): FastifyReply {
-  return reply
-    .code(status)
-    .header('served-model-name', servedEntityName)
-    .header('content-type', typeof contentType === 'string' ? contentType : 'application/json')
-    .send(Buffer.from(body));
-}
-
-/** Maps a failed request to a model server to 504 DEADLINE_EXCEEDED or 503 TEMPORARILY_UNAVAILABLE. */
-function upstreamFailure(
-  error: unknown,
-  endpoint: string,
-  servedEntityName: string,
-  url: string,
-  timeoutMs: number,
-  logger: Logger,
-  context: Record<string, unknown>,
-): ServingError {
-  const code = axios.isAxiosError(error) ? error.code : undefined;
-  const detail = error instanceof Error ? error.message : String(error);
-  logger.error({ ...context, url, errorCode: code, error: detail }, 'invocation failed');
-
-  if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') {
-    return new ServingError(
-      'DEADLINE_EXCEEDED',
-      `Served entity ${servedEntityName} of endpoint ${endpoint} did not respond within ${timeoutMs} ms. Retry with fewer records per request.`,
-    );
-  }
-  return new ServingError(
-    'TEMPORARILY_UNAVAILABLE',
-    `Served entity ${servedEntityName} of endpoint ${endpoint} is unreachable at ${url} (${detail}). Retry, and check the model server log under <stateDir>/logs if it persists.`,
-  );
-}
-
 /** Sends every error as Databricks JSON `{error_code, message}` with a matching HTTP status. */
 function registerErrorHandlers(app: FastifyInstance, logger: Logger): void {
-  app.setErrorHandler((error: FastifyError | ServingError, request, reply) => {
+  app.setErrorHandler((error, request, reply) => {
     const route = `${request.method} ${request.url}`;
-    let status: number;
-    let body: ErrorBody;
-
-    if (error instanceof ServingError) {
-      status = error.statusCode;
-      body = error.toBody();
-    } else if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
-      // Fastify's own rejections: invalid JSON, unsupported content type, body too large.
-      status = error.statusCode;
-      body = { error_code: 'BAD_REQUEST', message: `Invalid request: ${error.message}` };
-    } else {
-      status = 500;
-      body = { error_code: 'INTERNAL_ERROR', message: `Internal error while handling ${route}: ${error.message}` };
-    }
-
-    if (status >= 500) logger.error({ route, status, errorCode: body.error_code, error: error.message }, 'request failed');
+    const { status, body } = toErrorResponse(error, route);
+    if (status >= 500) logger.error({ route, status, errorCode: body.error_code, error: body.message }, 'request failed');
     else logger.info({ route, status, errorCode: body.error_code, error: body.message }, 'request rejected');
     return reply.code(status).send(body);
   });
@@ -238,7 +227,7 @@ function registerErrorHandlers(app: FastifyInstance, logger: Logger): void {
   app.setNotFoundHandler((request, reply) => {
     const body: ErrorBody = {
       error_code: 'ENDPOINT_NOT_FOUND',
-      message: `No API route for ${request.method} ${request.url}. The serving plane implements /api/2.0/serving-endpoints and /serving-endpoints/{name}/invocations.`,
+      message: `No API route for ${request.method} ${request.url}. The serving plane implements /api/2.0/serving-endpoints, /serving-endpoints/{name}/invocations, /serving-endpoints/{name}/served-models/{served_model_name}/invocations and /metrics.`,
     };
     return reply.code(404).send(body);
   });
