@@ -16,6 +16,10 @@ export interface StackSettings {
   taskQueue: string;
   mlflowPort: number;
   servingPort: number;
+  /** Idle time in seconds after which the serving plane scales a served entity with scale_to_zero_enabled to zero. */
+  servingScaleToZeroIdleSeconds: number;
+  /** Time in seconds between two writes of buffered inference table rows by the serving plane. */
+  servingPayloadFlushSeconds: number;
 }
 
 function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -27,6 +31,22 @@ function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   }
   return value;
 }
+
+/** Reads a duration in seconds from `name`. `max` keeps it within what a Node timer can wait. */
+function positiveSeconds(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0 || value > max) {
+    throw new Error(
+      `Invalid ${name}=${JSON.stringify(raw)}: expected a number of seconds greater than 0 and at most ${max}, such as ${fallback}.`,
+    );
+  }
+  return value;
+}
+
+/** One day in seconds, a limit well below the 24.8 days that a Node timer can wait. */
+const ONE_DAY_SECONDS = 86_400;
 
 export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettings {
   return {
@@ -41,6 +61,9 @@ export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettin
     taskQueue: env.MLOPS_TASK_QUEUE ?? 'mlops-pipeline',
     mlflowPort: port(env, 'MLOPS_MLFLOW_PORT', 5000),
     servingPort: port(env, 'MLOPS_SERVING_PORT', 8080),
+    // Databricks scales an idle served entity to zero after 30 minutes.
+    servingScaleToZeroIdleSeconds: positiveSeconds(env, 'MLOPS_SERVING_SCALE_TO_ZERO_IDLE_SECONDS', 1800, ONE_DAY_SECONDS),
+    servingPayloadFlushSeconds: positiveSeconds(env, 'MLOPS_SERVING_PAYLOAD_FLUSH_SECONDS', 10, ONE_DAY_SECONDS),
   };
 }
 

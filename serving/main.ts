@@ -1,5 +1,5 @@
 import { createLogger } from '../common/logger';
-import { mlflowUrl, stackSettings } from '../config/stack';
+import { catalogDir, mlflowUrl, stackSettings, type StackSettings } from '../config/stack';
 import { createServingPlane, type ServingPlane } from './server';
 
 /**
@@ -8,8 +8,14 @@ import { createServingPlane, type ServingPlane } from './server';
  * SIGINT or SIGTERM stops every model server, then the process exits with 0.
  */
 async function main(): Promise<void> {
-  const settings = stackSettings();
   const logger = createLogger('serving-plane');
+  let settings: StackSettings;
+  try {
+    settings = stackSettings();
+  } catch (error) {
+    logger.fatal({ error: (error as Error).message }, 'invalid serving plane settings');
+    process.exit(1);
+  }
 
   let plane: ServingPlane;
   try {
@@ -19,6 +25,9 @@ async function main(): Promise<void> {
       stateDir: settings.stateDir,
       trackingUri: mlflowUrl(settings),
       logger,
+      scaleToZeroIdleMs: settings.servingScaleToZeroIdleSeconds * 1000,
+      catalogRoot: catalogDir(settings),
+      payloadFlushIntervalMs: settings.servingPayloadFlushSeconds * 1000,
     });
     await plane.listen();
   } catch (error) {

@@ -102,6 +102,8 @@ export function servingService(settings: StackSettings): ServiceDefinition {
       MLOPS_STATE_DIR: settings.stateDir,
       MLOPS_SERVING_PORT: String(settings.servingPort),
       MLOPS_MLFLOW_PORT: String(settings.mlflowPort),
+      MLOPS_SERVING_SCALE_TO_ZERO_IDLE_SECONDS: String(settings.servingScaleToZeroIdleSeconds),
+      MLOPS_SERVING_PAYLOAD_FLUSH_SECONDS: String(settings.servingPayloadFlushSeconds),
       MLFLOW_DISABLE_TELEMETRY: 'true',
     },
     port: settings.servingPort,
