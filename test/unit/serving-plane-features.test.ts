@@ -18,7 +18,7 @@ import { createServingPlane, servingStateFile, type ServingPlane, type ServingPl
 /**
  * Tests of scale to zero, the per-served-entity route, Prometheus metrics, inference tables, the AI
  * gateway API and fault injection, over HTTP on 127.0.0.1. Model servers are in-process HTTP servers
- * started by a fake launcher; payload tables are real Parquet files read back with DuckDB.
+ * started by a fake launcher. Payload tables are real Parquet files, read back with DuckDB.
  */
 
 interface FakeBehavior {
@@ -270,7 +270,7 @@ function snapshotRows(catalogRoot: string, version: number): Promise<Json[]> {
   return queryRows(`SELECT * FROM read_parquet('${file}') ORDER BY timestamp_ms, databricks_request_id`);
 }
 
-/** Creates an endpoint that scales to zero after `idleMs`, waits until it did, and returns its harness. */
+/** Creates an endpoint, waits until it has scaled to zero (after 150 ms unless `options` sets scaleToZeroIdleMs) and returns its harness. */
 async function scaledToZeroEndpoint(options: PlaneOptions = {}): Promise<Harness> {
   const harness = await newHarness({ scaleToZeroIdleMs: 150, ...options });
   await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1'));
