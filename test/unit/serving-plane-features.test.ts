@@ -612,6 +612,23 @@ describe('serving metrics', () => {
     expect(sampleValue(all.text, 'serving_requests_total', { ...champion, status: '200' })).toBe(2);
   });
 
+  test('unsupported content type is counted', async () => {
+    const harness = await newHarness();
+    await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1'));
+    await waitForEndpoint(harness, 'hotel', isReady);
+
+    const response = await axios.post(`${harness.baseUrl}/serving-endpoints/hotel/invocations`, '<records/>', {
+      headers: { 'content-type': 'application/xml' },
+      validateStatus: () => true,
+      proxy: false,
+    });
+    expect(response.status).toBe(415);
+    expect((response.data as Json).error_code).toBe('BAD_REQUEST');
+    const metrics = await api(harness, 'GET', '/metrics');
+    const noEntity = { endpoint: 'hotel', served_entity: '', entity_name: '', entity_version: '', status: '415' };
+    expect(sampleValue(metrics.text, 'serving_requests_total', noEntity)).toBe(1);
+  });
+
   test('unreachable model server counts as error', async () => {
     const harness = await newHarness();
     await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1', { scale_to_zero_enabled: false }));
