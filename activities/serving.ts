@@ -30,7 +30,7 @@ export interface DeployInput {
   target?: EndpointTarget;
 }
 
-/** The config an input asks for: its target, or one entity that takes all traffic. */
+/** Returns the config an input requests: its target, or one entity that takes all traffic. */
 export function targetOf(input: DeployInput): EndpointTarget {
   return input.target ?? singleEntityTarget(servedEntity(input.serving, input.modelName, input.version));
 }
@@ -274,7 +274,7 @@ export async function smokeTestEndpoint(client: ServingClient, input: SmokeTestI
       );
     }
     if (input.servedEntity && result.servedModel !== input.servedEntity) {
-      throw smokeTestFailed(`Smoke test of ${target} was answered by served entity ${result.servedModel ?? '(none named)'}.`);
+      throw smokeTestFailed(`Smoke test of ${target} got its response from served entity ${result.servedModel ?? '(none named)'}.`);
     }
     const predictions = body.predictions;
     if (predictions.length !== input.records.length) {

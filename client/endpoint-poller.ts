@@ -14,7 +14,7 @@ export interface PollerFailure {
 export interface PollerReport {
   requests: number;
   failures: PollerFailure[];
-  /** Served entities in the order they answered, with the count of consecutive answers of each. */
+  /** Served entities in the order they responded, with the count of consecutive responses of each. */
   servedSequence: Array<{ servedEntity: string; responses: number }>;
   durationMs: number;
 }
@@ -82,7 +82,7 @@ export class EndpointPoller {
   }
 }
 
-/** One line such as `812 requests in 41.2 s, 0 failed; served hotel_model-1 (402) then hotel_model-2 (410)`. */
+/** Formats the report in one line, such as `812 requests in 41.2 s, 0 failed; served hotel_model-1 (402) then hotel_model-2 (410)`. */
 export function formatPollerReport(report: PollerReport): string {
   const served = report.servedSequence.map((entry) => `${entry.servedEntity} (${entry.responses})`).join(' then ');
   const failures = report.failures.slice(0, 3).map((failure) => `${failure.status ?? 'no response'} ${failure.error}`).join('; ');

@@ -50,7 +50,7 @@ function servingActivities(serving: ServingSettings) {
   return { deployServingEndpoint, deleteServingEndpoint, waitForEndpointReady, observeCanary };
 }
 
-/** The failure type of an activity failure, such as `SmokeTestFailed`. */
+/** Returns the failure type of an activity failure, such as `SmokeTestFailed`. */
 function failureType(error: unknown): string | undefined {
   if (error instanceof ActivityFailure && error.cause instanceof ApplicationFailure) return error.cause.type ?? undefined;
   return undefined;
@@ -164,7 +164,7 @@ export async function rollOut(
 
 /**
  * Sends a config and waits until the endpoint serves it. Conflicts that outlast the retry policy end
- * the run with a message that says so, instead of the bare last attempt's error.
+ * the run with a message that names the exhausted policy, instead of the last attempt's error alone.
  */
 async function apply(serving: ServingSettings, model: { name: string; version: string }, target: EndpointTarget): Promise<EndpointDeployment> {
   const activities = servingActivities(serving);

@@ -22,12 +22,12 @@ export function servedEntity(serving: ServingSpec, modelName: string, version: s
   };
 }
 
-/** A config where one served entity takes all traffic. */
+/** Returns a config where one served entity takes all traffic. */
 export function singleEntityTarget(entity: ServedEntityTarget): EndpointTarget {
   return { entities: [entity], routes: [{ served_entity_name: entity.name, traffic_percentage: 100 }] };
 }
 
-/** A canary config: `canary` gets `percentage` of the traffic and `stable` the rest. */
+/** Returns a canary config: `canary` gets `percentage` of the traffic and `stable` the rest. */
 export function canaryTarget(stable: ServedEntityTarget, canary: ServedEntityTarget, percentage: number): EndpointTarget {
   return {
     entities: [stable, canary],
@@ -38,7 +38,7 @@ export function canaryTarget(stable: ServedEntityTarget, canary: ServedEntityTar
   };
 }
 
-/** The served entity with the largest traffic share, other than `except`: the stable side of a canary. */
+/** Returns the served entity with the largest traffic share, other than `except`: the stable side of a canary. */
 export function mainEntity(config: EndpointTarget, except?: string): ServedEntityTarget | undefined {
   const share = (name: string): number => config.routes.find((route) => route.served_entity_name === name)?.traffic_percentage ?? 0;
   return config.entities
@@ -57,7 +57,7 @@ export function matchesTarget(config: EndpointTarget | undefined, target: Endpoi
   return sameSet(config.entities.map(entityKey), target.entities.map(entityKey)) && sameSet(routes(config), routes(target));
 }
 
-/** One line per route, such as `hotel_model-3 (version 3) 90%, hotel_model-4 (version 4) 10%`. */
+/** Describes the routes in one line, such as `hotel_model-3 (version 3) 90%, hotel_model-4 (version 4) 10%`. */
 export function describeTarget(target: EndpointTarget): string {
   return target.routes
     .map((route) => {
