@@ -67,11 +67,11 @@ export function formatRollout(result: VariantResult): string {
   const rollout = deployment?.rollout;
   if (!deployment || !rollout) return deployment?.unchanged ? 'unchanged' : 'direct';
   if (deployment.unchanged) return `unchanged: ${rollout.servedEntity} already served all traffic`;
-  const before = rollout.previousVersions.length === 0 ? 'a new endpoint' : `version ${rollout.previousVersions.join(' and ')}`;
+  if (rollout.previousVersions.length === 0) return `${rollout.strategy}: created the endpoint with ${rollout.servedEntity}`;
   const canary = rollout.canary
     ? ` after a canary (${rollout.canary.requests} requests, ${rollout.canary.errors} failed, p95 at most ${rollout.canary.p95LatencyMs ?? 'n/a'} ms)`
     : '';
-  return `${rollout.strategy}: ${rollout.servedEntity} replaced ${before}${canary}`;
+  return `${rollout.strategy}: ${rollout.servedEntity} replaced version ${rollout.previousVersions.join(' and ')}${canary}`;
 }
 
 /** Links and stage times of one variant's child workflow, shown with its result. */
