@@ -81,10 +81,12 @@ export async function deployAndVerify(
 /**
  * Rolls a model version out to the endpoint and proves it serves:
  * 1. reads the config the endpoint serves now, the one a rollback restores;
- * 2. applies the new config: the version alone (direct), or next to the current version with a share
- *    of the traffic (canary), then waits until it is READY;
+ * 2. stages the new version next to the current one with no traffic and waits until it is READY, so
+ *    clients never reach a version that has not passed its smoke test (a new endpoint gets the
+ *    version alone);
  * 3. smoke-tests the new version's served entity with test-table records;
- * 4. canary only: watches its error rate and latency, then gives it all traffic or rolls back.
+ * 4. direct: gives it all traffic. Canary: gives it a share of the traffic, watches its error rate and
+ *    latency, then gives it all traffic or rolls back.
  * A failed smoke test or canary restores the previous config (or deletes an endpoint this rollout
  * created) and fails the run with the reason, while the previous version keeps serving.
  */
@@ -104,16 +106,16 @@ export async function rollOut(
 
   const stable = previous && !alreadyServed ? mainEntity(previous, entity.name) : undefined;
   const canary = serving.rollout?.strategy === 'canary' && stable ? serving.rollout.canary : undefined;
-  const first = canary && stable ? canaryTarget(stable, entity, canary.trafficPercentage) : final;
+  const staged = stable ? canaryTarget(stable, entity, 0) : final;
   log.info('Rolling out', {
     endpoint,
     version: model.version,
     strategy: canary ? 'canary' : 'direct',
     from: previous ? describeTarget(previous) : 'no endpoint',
-    to: describeTarget(first),
+    to: describeTarget(final),
   });
 
-  const deployment = await apply(serving, model, first);
+  const deployment = await apply(serving, model, staged);
   let smokeTest: SmokeTestResult;
   try {
     smokeTest = await smokeTestEndpoint({
@@ -131,6 +133,13 @@ export async function rollOut(
       `Version ${model.version} of ${model.name} failed its smoke test on ${endpoint}: ${failureMessage(error)} ${restored}`,
       'SmokeTestFailed',
     );
+  }
+  if (stable && canary) {
+    log.info('Smoke test passed; sending the canary its share of the traffic', { endpoint, version: model.version });
+    await apply(serving, model, canaryTarget(stable, entity, canary.trafficPercentage));
+  } else if (stable) {
+    log.info('Smoke test passed; sending all traffic to the new version', { endpoint, version: model.version });
+    await apply(serving, model, final);
   }
 
   let canaryReport: CanaryReport | undefined;

@@ -242,8 +242,18 @@ describe('rolling out model versions to a serving endpoint', () => {
     expect(answer.servedModel).toBe(servedEntityName(MODEL, versions.get('good_alt')!));
   }, 180_000);
 
-  it('rolls back when the new version fails its smoke test', async () => {
-    const failure = await failureOf(deploy('bad_output'));
+  it('rolls back when the new version fails its smoke test, before any client reaches it', async () => {
+    const clientTraffic = poller();
+    clientTraffic.start();
+    let failure;
+    try {
+      failure = await failureOf(deploy('bad_output'));
+    } finally {
+      // The new version waits with no traffic until it passes its smoke test, so clients only see the old one.
+      const report = await clientTraffic.stop();
+      expect(report.failures).toEqual([]);
+      expect(report.servedSequence.map((entry) => entry.servedEntity)).toEqual([servedEntityName(MODEL, versions.get('good_alt')!)]);
+    }
     expect(failure.type).toBe('SmokeTestFailed');
     expect(failure.message).toMatch(/expected 0 or 1/);
     expect(failure.message).toMatch(/Rolled back/);
