@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { stateDir } from '../common/paths';
+import { DEFAULT_MAX_MODEL_SERVERS } from '../serving/limits';
 
 /** Addresses and folders of the embedded local stack, each overridable by an environment variable. */
 export interface StackSettings {
@@ -20,6 +21,8 @@ export interface StackSettings {
   servingScaleToZeroIdleSeconds: number;
   /** Time in seconds between two writes of buffered inference table rows by the serving plane. */
   servingPayloadFlushSeconds: number;
+  /** Most model servers that the serving plane's endpoints may need at once. */
+  servingMaxModelServers: number;
 }
 
 function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -45,6 +48,17 @@ function positiveSeconds(env: NodeJS.ProcessEnv, name: string, fallback: number,
   return value;
 }
 
+/** Reads a whole number from 1 to `max` from `name`. */
+function count(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new Error(`Invalid ${name}=${JSON.stringify(raw)}: expected a whole number from 1 to ${max}, such as ${fallback}.`);
+  }
+  return value;
+}
+
 /** One day in seconds, a limit well below the 24.8 days that a Node timer can wait. */
 const ONE_DAY_SECONDS = 86_400;
 
@@ -64,6 +78,7 @@ export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettin
     // Databricks scales an idle served entity to zero after 30 minutes.
     servingScaleToZeroIdleSeconds: positiveSeconds(env, 'MLOPS_SERVING_SCALE_TO_ZERO_IDLE_SECONDS', 1800, ONE_DAY_SECONDS),
     servingPayloadFlushSeconds: positiveSeconds(env, 'MLOPS_SERVING_PAYLOAD_FLUSH_SECONDS', 10, ONE_DAY_SECONDS),
+    servingMaxModelServers: count(env, 'MLOPS_SERVING_MAX_MODEL_SERVERS', DEFAULT_MAX_MODEL_SERVERS, 1000),
   };
 }
 

@@ -3,6 +3,7 @@ import type { Logger } from '../common/logger';
 import { qualifiedName, type TableName } from '../platform/catalog/port';
 import { readEndpointFile, writeEndpointFile, type StoredConfig, type StoredEndpoint } from './endpoint-file';
 import { endpointNotFound, invalidParameter, ServingError } from './errors';
+import { DEFAULT_MAX_MODEL_SERVERS } from './limits';
 import type { ServingFaults } from './faults';
 import { payloadTable } from './inference-table';
 import type { EntityLabels } from './metrics';
@@ -51,6 +52,12 @@ export interface EndpointStoreOptions {
   random?: () => number;
   /** Stops idle model servers and starts them again on the next invocation. */
   scaleToZero: ScaleToZero;
+  /**
+   * Most model servers that the endpoints' configs may need at once (default 16). Each one is a Python
+   * process that holds its model in memory, so without a limit a client that creates endpoints in a loop
+   * exhausts the machine. A create or update beyond it gets 429 RESOURCE_EXHAUSTED.
+   */
+  maxModelServers?: number;
   faults?: ServingFaults;
 }
 
@@ -153,6 +160,7 @@ export class EndpointStore {
   private readonly drainTimeoutMs: number;
   private readonly random: () => number;
   private readonly scaleToZero: ScaleToZero;
+  private readonly maxModelServers: number;
   private readonly idleCheckTimer: NodeJS.Timeout;
   private closing = false;
 
@@ -161,6 +169,10 @@ export class EndpointStore {
     this.drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
     this.random = options.random ?? Math.random;
     this.scaleToZero = options.scaleToZero;
+    this.maxModelServers = options.maxModelServers ?? DEFAULT_MAX_MODEL_SERVERS;
+    if (!Number.isInteger(this.maxModelServers) || this.maxModelServers < 1) {
+      throw new RangeError(`Invalid maxModelServers ${this.maxModelServers}: expected a whole number of at least 1.`);
+    }
     // A tenth of the idle time keeps the stop within 10 % of it, and the bounds keep the checks cheap.
     const checkIntervalMs = Math.min(Math.max(this.scaleToZero.idleMs / 10, 10), MAX_IDLE_CHECK_INTERVAL_MS);
     this.idleCheckTimer = setInterval(() => this.scaleIdleServersToZero(), checkIntervalMs);
@@ -250,6 +262,7 @@ export class EndpointStore {
       );
     }
 
+    this.assertModelServerBudget(input.name, input.config.served_entities.length);
     const now = Date.now();
     const endpoint: EndpointRuntime = {
       name: input.name,
@@ -302,6 +315,7 @@ export class EndpointStore {
     const now = Date.now();
     const pending = newConfigRuntime(spec, endpoint.config.version + 1, now);
     this.reuseUnchangedServers(endpoint.config, pending);
+    this.assertModelServerBudget(name, pending.entities.filter((entity) => !entity.slot).length);
 
     const previous = {
       configUpdate: endpoint.configUpdate,
@@ -553,6 +567,32 @@ export class EndpointStore {
 
   private readyState(endpoint: EndpointRuntime): 'READY' | 'NOT_READY' {
     return endpoint.config.entities.every(isServing) ? 'READY' : 'NOT_READY';
+  }
+
+  /**
+   * Model servers that the endpoints' configs need: one per served entity of each active config, whether
+   * running or scaled to zero, plus one per pending entity that does not reuse an active server.
+   */
+  private modelServersNeeded(): number {
+    let needed = 0;
+    for (const endpoint of this.endpoints.values()) {
+      needed += endpoint.config.entities.length;
+      if (endpoint.pending) needed += endpoint.pending.entities.filter((entity) => entity.slot === undefined).length;
+    }
+    return needed;
+  }
+
+  /** Throws 429 RESOURCE_EXHAUSTED when `more` model servers for endpoint `name` would pass maxModelServers. */
+  private assertModelServerBudget(name: string, more: number): void {
+    const needed = this.modelServersNeeded();
+    if (needed + more <= this.maxModelServers) return;
+    this.logger.warn({ endpoint: name, needed, more, limit: this.maxModelServers }, 'model server limit reached');
+    throw new ServingError(
+      'RESOURCE_EXHAUSTED',
+      `Endpoint ${name} needs ${more} more model server(s), but the endpoints already need ${needed} of the ` +
+        `serving plane's limit of ${this.maxModelServers}. Delete endpoints you no longer use, or raise the limit ` +
+        `with MLOPS_SERVING_MAX_MODEL_SERVERS.`,
+    );
   }
 
   /** Lets the pending config take over model servers whose model version and size do not change. */

@@ -26,6 +26,7 @@ async function main(): Promise<void> {
       trackingUri: mlflowUrl(settings),
       logger,
       scaleToZeroIdleMs: settings.servingScaleToZeroIdleSeconds * 1000,
+      maxModelServers: settings.servingMaxModelServers,
       catalogRoot: catalogDir(settings),
       payloadFlushIntervalMs: settings.servingPayloadFlushSeconds * 1000,
     });

@@ -38,6 +38,8 @@ export interface ServingPlaneOptions {
    * model server (default 1 800 000, the 30 minutes of Databricks).
    */
   scaleToZeroIdleMs?: number;
+  /** Most model servers that the endpoints may need at once (default 16); see EndpointStoreOptions. */
+  maxModelServers?: number;
   /** Root folder of the local catalog that contains the inference (payload) tables (default `<stateDir>/catalog`). */
   catalogRoot?: string;
   /** Time in ms between two writes of buffered inference table rows (default 10 000). */
@@ -114,6 +116,7 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
     baseUrl: () => baseUrl,
     drainTimeoutMs: options.drainTimeoutMs,
     scaleToZero,
+    maxModelServers: options.maxModelServers,
     faults: options.faults,
   });
   const catalogRoot = options.catalogRoot ?? path.join(options.stateDir, 'catalog');

@@ -104,6 +104,7 @@ export function servingService(settings: StackSettings): ServiceDefinition {
       MLOPS_MLFLOW_PORT: String(settings.mlflowPort),
       MLOPS_SERVING_SCALE_TO_ZERO_IDLE_SECONDS: String(settings.servingScaleToZeroIdleSeconds),
       MLOPS_SERVING_PAYLOAD_FLUSH_SECONDS: String(settings.servingPayloadFlushSeconds),
+      MLOPS_SERVING_MAX_MODEL_SERVERS: String(settings.servingMaxModelServers),
       MLFLOW_DISABLE_TELEMETRY: 'true',
     },
     port: settings.servingPort,

@@ -1043,11 +1043,77 @@ describe('fault injection', () => {
   });
 });
 
+describe('model server limit', () => {
+  test('a create beyond the limit gets 429 and starts nothing', async () => {
+    const harness = await newHarness({ maxModelServers: 2 });
+    expect((await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('first', '1'))).status).toBe(200);
+    expect((await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('second', '1'))).status).toBe(200);
+    await waitForEndpoint(harness, 'second', isReady);
+
+    const refused = await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('third', '1'));
+    expect(refused.status).toBe(429);
+    expect(refused.body.error_code).toBe('RESOURCE_EXHAUSTED');
+    expect(refused.body.message).toContain('Endpoint third needs 1 more model server(s)');
+    expect(refused.body.message).toContain('limit of 2');
+    expect(refused.body.message).toContain('MLOPS_SERVING_MAX_MODEL_SERVERS');
+    expect((await getEndpoint(harness, 'third')).status).toBe(404);
+    expect(harness.launcher.running()).toHaveLength(2);
+    expect(logEntries(harness, 'model server limit reached')[0]).toMatchObject({ endpoint: 'third', needed: 2, limit: 2 });
+
+    // Deleting an endpoint frees its model server for another.
+    expect((await api(harness, 'DELETE', '/api/2.0/serving-endpoints/first')).status).toBe(200);
+    expect((await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('third', '1'))).status).toBe(200);
+  });
+
+  test('an update counts only the model servers it adds', async () => {
+    const harness = await newHarness({ maxModelServers: 2 });
+    await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1', { scale_to_zero_enabled: false }));
+    await waitForEndpoint(harness, 'hotel', isReady);
+
+    // Version 1 keeps its server and version 2 needs one more: 2 of 2.
+    const staged = await api(harness, 'PUT', '/api/2.0/serving-endpoints/hotel/config', twoEntityBody('hotel').config);
+    expect(staged.status).toBe(200);
+    await waitForEndpoint(harness, 'hotel', isReady);
+
+    // A third entity would need a third server, while the traffic-only change reuses both.
+    const three = {
+      served_entities: [
+        ...(twoEntityBody('hotel').config as Json).served_entities,
+        { name: 'third', entity_name: MODEL, entity_version: '3', scale_to_zero_enabled: false },
+      ],
+      traffic_config: {
+        routes: [
+          { served_entity_name: 'champion', traffic_percentage: 90 },
+          { served_entity_name: 'challenger', traffic_percentage: 0 },
+          { served_entity_name: 'third', traffic_percentage: 10 },
+        ],
+      },
+    };
+    const refused = await api(harness, 'PUT', '/api/2.0/serving-endpoints/hotel/config', three);
+    expect(refused.status).toBe(429);
+    expect((await getEndpoint(harness, 'hotel')).body.state.config_update).toBe('NOT_UPDATING');
+    const shifted = twoEntityBody('hotel').config as Json;
+    shifted.traffic_config.routes = [
+      { served_entity_name: 'champion', traffic_percentage: 0 },
+      { served_entity_name: 'challenger', traffic_percentage: 100 },
+    ];
+    expect((await api(harness, 'PUT', '/api/2.0/serving-endpoints/hotel/config', shifted)).status).toBe(200);
+  });
+
+  test('an invalid limit is rejected', () => {
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'serving-features-test-'));
+    tempDirs.push(stateDir);
+    const options = { host: '127.0.0.1', port: 0, stateDir, trackingUri: 'http://127.0.0.1:1', logger: pino({ level: 'silent' }) };
+    expect(() => createServingPlane({ ...options, launcher: new FakeLauncher(), maxModelServers: 0 })).toThrow(/Invalid maxModelServers 0/);
+  });
+});
+
 describe('serving settings', () => {
   test('defaults match Databricks', () => {
     const settings = stackSettings({});
     expect(settings.servingScaleToZeroIdleSeconds).toBe(1800);
     expect(settings.servingPayloadFlushSeconds).toBe(10);
+    expect(settings.servingMaxModelServers).toBe(16);
   });
 
   test('environment overrides are validated', () => {
@@ -1058,6 +1124,10 @@ describe('serving settings', () => {
     );
     expect(() => stackSettings({ MLOPS_SERVING_SCALE_TO_ZERO_IDLE_SECONDS: '0' })).toThrow(/greater than 0/);
     expect(() => stackSettings({ MLOPS_SERVING_PAYLOAD_FLUSH_SECONDS: '1e9' })).toThrow(/at most 86400/);
+    expect(stackSettings({ MLOPS_SERVING_MAX_MODEL_SERVERS: '4' }).servingMaxModelServers).toBe(4);
+    expect(() => stackSettings({ MLOPS_SERVING_MAX_MODEL_SERVERS: '2.5' })).toThrow(
+      /Invalid MLOPS_SERVING_MAX_MODEL_SERVERS="2.5": expected a whole number from 1 to 1000/,
+    );
   });
 
   test('plane rejects a zero idle time', () => {
