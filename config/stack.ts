@@ -21,7 +21,7 @@ export interface StackSettings {
   servingScaleToZeroIdleSeconds: number;
   /** Time in seconds between two writes of buffered inference table rows by the serving plane. */
   servingPayloadFlushSeconds: number;
-  /** Most model servers that the serving plane's endpoints may need at once. */
+  /** Maximum number of model servers that the serving plane's endpoints may need at once. */
   servingMaxModelServers: number;
 }
 

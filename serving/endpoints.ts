@@ -53,8 +53,8 @@ export interface EndpointStoreOptions {
   /** Stops idle model servers and starts them again on the next invocation. */
   scaleToZero: ScaleToZero;
   /**
-   * Most model servers that the endpoints' configs may need at once (default 16). Each one is a Python
-   * process that holds its model in memory, so without a limit a client that creates endpoints in a loop
+   * Maximum number of model servers that the endpoints' configs may need at once (default 16). Each one
+   * is a Python process with its model in memory, so without a limit a client that creates endpoints in a loop
    * exhausts the machine. A create or update beyond it gets 429 RESOURCE_EXHAUSTED.
    */
   maxModelServers?: number;

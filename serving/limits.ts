@@ -2,7 +2,7 @@
 // that reading the settings loads no serving code.
 
 /**
- * Default for the most model servers the endpoints may need at once. A model server of the hotel model
- * holds about 300 MB and takes 5-15 s of CPU to start, so 16 of them fit a 2-core, 24 GiB machine.
+ * Default maximum number of model servers that the endpoints may need at once. By estimate, a model
+ * server of the hotel model uses about 300 MB and 5-15 s of CPU to start, so 16 fit a 2-core, 24 GiB machine.
  */
 export const DEFAULT_MAX_MODEL_SERVERS = 16;

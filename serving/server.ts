@@ -38,7 +38,7 @@ export interface ServingPlaneOptions {
    * model server (default 1 800 000, the 30 minutes of Databricks).
    */
   scaleToZeroIdleMs?: number;
-  /** Most model servers that the endpoints may need at once (default 16); see EndpointStoreOptions. */
+  /** Maximum number of model servers that the endpoints may need at once (default 16), as in EndpointStoreOptions. */
   maxModelServers?: number;
   /** Root folder of the local catalog that contains the inference (payload) tables (default `<stateDir>/catalog`). */
   catalogRoot?: string;
