@@ -126,7 +126,9 @@ export async function deployServingEndpoint(client: ServingClient, input: Deploy
       log.info('Inference table enabled', { endpoint: name, table: `${inferenceTable.catalog_name}.${inferenceTable.schema_name}.${inferenceTable.table_name_prefix}_payload` });
     }
     const updating = current.state.config_update === 'IN_PROGRESS';
-    if (!updating && matchesTarget(activeTarget(current), target)) {
+    // A NOT_READY endpoint that has the target config lost a model server, and sending the config again
+    // starts new ones.
+    if (!updating && current.state.ready === 'READY' && matchesTarget(activeTarget(current), target)) {
       log.info('Serving endpoint already serves this config; no update sent', { endpoint: name, config: described });
       return { endpoint: name, unchanged: true, configVersion: current.config?.config_version };
     }
@@ -180,8 +182,10 @@ export async function waitForEndpointReady(client: ServingClient, input: DeployI
       lastState = state;
     }
     const serving = matchesTarget(activeTarget(endpoint), target);
-    if (serving && endpoint.state.ready === 'READY' && endpoint.state.config_update === 'NOT_UPDATING') return endpoint;
-    if (endpoint.state.config_update === 'UPDATE_FAILED' && !serving) {
+    // UPDATE_FAILED next to a served target is left from an earlier update of another config, which
+    // the endpoint dropped, so it does not mean that this target failed.
+    if (serving && endpoint.state.ready === 'READY' && endpoint.state.config_update !== 'IN_PROGRESS') return endpoint;
+    if (endpoint.state.config_update === 'UPDATE_FAILED' && (!serving || endpoint.state.ready !== 'READY')) {
       throw endpointUpdateFailed(
         `Serving endpoint ${name} failed to deploy ${describeTarget(target)} (UPDATE_FAILED). ${endpoint.state_message ?? ''}`.trim(),
         true,

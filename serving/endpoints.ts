@@ -8,7 +8,7 @@ import type { ServingFaults } from './faults';
 import { payloadTable } from './inference-table';
 import type { EntityLabels } from './metrics';
 import { modelUri, type ModelServerHandle, type ModelServerLauncher } from './model-server';
-import type { ModelServerConnection, ScaleToZero, ScaleToZeroCandidate } from './scale-to-zero';
+import type { ColdStartRequest, ModelServerConnection, ScaleToZero, ScaleToZeroCandidate } from './scale-to-zero';
 import { ServerSlot } from './server-slot';
 import {
   WORKERS_BY_WORKLOAD_SIZE,
@@ -73,6 +73,9 @@ export interface InvocationTarget {
 }
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 60_000;
+/** Restarts of a crashed model server within CRASH_WINDOW_MS before its entity is marked failed. */
+const MAX_CRASH_RESTARTS = 3;
+const CRASH_WINDOW_MS = 10 * 60_000;
 /** Maximum time in ms between two checks for idle model servers. */
 const MAX_IDLE_CHECK_INTERVAL_MS = 60_000;
 const CREATOR = 'local';
@@ -137,6 +140,17 @@ function sameModelServer(a: ServedEntitySpec, b: ServedEntitySpec): boolean {
 }
 
 /** True when an entity can take invocations: deployed, with a slot that is running or scaled to zero. */
+/** Returns the metric labels of a served entity, built once. */
+function labelsOf(endpoint: EndpointRuntime, entity: EntityRuntime): EntityLabels {
+  entity.labels ??= {
+    endpoint: endpoint.name,
+    served_entity: entity.spec.name,
+    entity_name: entity.spec.entity_name,
+    entity_version: entity.spec.entity_version,
+  };
+  return entity.labels;
+}
+
 function isServing(entity: EntityRuntime): boolean {
   return entity.deployment === 'DEPLOYMENT_READY' && entity.slot?.usable === true;
 }
@@ -423,33 +437,32 @@ export class EndpointStore {
     const endpoint = this.require(name);
     const entity = servedEntityName === undefined ? this.pickByRoutes(endpoint) : this.findServedEntity(endpoint, servedEntityName);
     const slot = entity.slot as ServerSlot;
-    entity.labels ??= {
-      endpoint: endpoint.name,
-      served_entity: entity.spec.name,
-      entity_name: entity.spec.entity_name,
-      entity_version: entity.spec.entity_version,
-    };
-    const labels = entity.labels;
+    const labels = labelsOf(endpoint, entity);
 
     return {
       servedEntityName: entity.spec.name,
       labels,
       connect: () => {
         if (slot.handle) return Promise.resolve({ url: slot.handle.url });
-        return this.scaleToZero.connect({
-          endpoint: endpoint.name,
-          spec: entity.spec,
-          slot,
-          labels,
-          endpointDeleted: () => endpoint.deleted,
-          onStarted: (handle) => {
-            this.liveSlots.add(slot);
-            handle.onExit((code, signal) => this.handleServerExit(endpoint, slot, handle, code, signal));
-          },
-        });
+        return this.scaleToZero.connect(this.coldStartRequest(endpoint, entity, slot));
       },
       endpointDeleted: () => endpoint.deleted,
       release: slot.acquire(),
+    };
+  }
+
+  /** Returns what a cold start or restart of `slot` needs, with the callback that watches the new process. */
+  private coldStartRequest(endpoint: EndpointRuntime, entity: EntityRuntime, slot: ServerSlot): ColdStartRequest {
+    return {
+      endpoint: endpoint.name,
+      spec: entity.spec,
+      slot,
+      labels: labelsOf(endpoint, entity),
+      endpointDeleted: () => endpoint.deleted,
+      onStarted: (handle) => {
+        this.liveSlots.add(slot);
+        handle.onExit((code, signal) => this.handleServerExit(endpoint, slot, handle, code, signal));
+      },
     };
   }
 
@@ -463,14 +476,14 @@ export class EndpointStore {
     }
 
     if (candidates.length === 0) {
-      const reason =
-        endpoint.configUpdate === 'IN_PROGRESS' && !endpoint.pending
-          ? 'its model servers are still starting'
-          : (endpoint.stateMessage ?? 'none of its served entities that receive traffic is ready');
-      throw new ServingError(
-        'TEMPORARILY_UNAVAILABLE',
-        `Endpoint ${endpoint.name} cannot serve invocations yet: ${reason}. Retry when GET /api/2.0/serving-endpoints/${endpoint.name} reports state.ready READY.`,
-      );
+      const retry = `Retry when GET /api/2.0/serving-endpoints/${endpoint.name} reports state.ready READY.`;
+      let message = `Endpoint ${endpoint.name} cannot serve invocations yet: its model servers are still starting. ${retry}`;
+      if (endpoint.configUpdate !== 'IN_PROGRESS' || endpoint.pending) {
+        // The state message of a failed entity says what to do, and retrying alone does not help.
+        const reason = endpoint.stateMessage ?? `none of its served entities that receive traffic is ready. ${retry}`;
+        message = `Endpoint ${endpoint.name} cannot serve invocations: ${reason}`;
+      }
+      throw new ServingError('TEMPORARILY_UNAVAILABLE', message);
     }
 
     const total = candidates.reduce((sum, candidate) => sum + candidate.weight, 0);
@@ -799,8 +812,10 @@ export class EndpointStore {
   }
 
   /**
-   * Marks the entities that use an exited server as failed, unless the serving plane stopped it on
-   * purpose, such as for scale to zero, or the slot has moved on to another process.
+   * Handles a model server that exited without the serving plane stopping it. A server of the serving
+   * config is restarted at once, up to MAX_CRASH_RESTARTS times in CRASH_WINDOW_MS, and invocations wait
+   * for the restart as for a cold start. After that, and for a server of a config still being deployed,
+   * its entities are marked failed until the next config update.
    */
   private handleServerExit(
     endpoint: EndpointRuntime,
@@ -810,12 +825,34 @@ export class EndpointStore {
     signal: NodeJS.Signals | null,
   ): void {
     if (slot.stoppedOnPurpose(handle) || slot.handle !== handle) return;
-    slot.failed = true;
-    this.liveSlots.delete(slot);
-    if (slot.retired || endpoint.deleted || this.closing) return;
+    if (slot.retired || endpoint.deleted || this.closing) {
+      slot.failed = true;
+      this.liveSlots.delete(slot);
+      return;
+    }
 
     const { url, pid } = handle;
-    const reason = `The model server at ${url} (pid ${pid}) exited unexpectedly with code ${code} (signal ${signal ?? 'none'}). Check its log file, then send the config again to restart it.`;
+    const exit = `The model server at ${url} (pid ${pid}) exited unexpectedly with code ${code} (signal ${signal ?? 'none'})`;
+    const deployment = endpoint.deployment;
+    const deploying = deployment !== undefined && this.slotsOfConfig(deployment.config).includes(slot);
+    const active = endpoint.config.entities.find((entity) => entity.slot === slot && entity.deployment === 'DEPLOYMENT_READY');
+    const crashes = slot.detachCrashed(`${exit}.`, CRASH_WINDOW_MS);
+    if (active && !deploying && crashes <= MAX_CRASH_RESTARTS) {
+      this.logger.error(
+        { endpoint: endpoint.name, servedEntity: active.spec.name, url, pid, exitCode: code, signal, restart: crashes, maxRestarts: MAX_CRASH_RESTARTS },
+        'model server exited unexpectedly; restarting it',
+      );
+      const restart = this.scaleToZero.connect(this.coldStartRequest(endpoint, active, slot));
+      restart.catch(() => undefined); // Logged by the cold start; the next invocation tries again.
+      return;
+    }
+
+    slot.failed = true;
+    this.liveSlots.delete(slot);
+    const advice = deploying
+      ? 'Check its log file, then send the config again.'
+      : `It crashed ${crashes} times within ${CRASH_WINDOW_MS / 60_000} minutes, so it is not restarted again. Check its log file, then send the config again to restart it.`;
+    const reason = `${exit}. ${advice}`;
     const configs = endpoint.pending ? [endpoint.config, endpoint.pending] : [endpoint.config];
     for (const config of configs) {
       for (const entity of config.entities) {
@@ -826,10 +863,8 @@ export class EndpointStore {
       }
     }
     // A config being deployed must not go live with a dead server, so its other starts are canceled.
-    const deployment = endpoint.deployment;
-    if (deployment && this.slotsOfConfig(deployment.config).includes(slot)) deployment.abort.abort();
-    // NOTE: the server is not restarted automatically. The endpoint stays NOT_READY until a config update.
-    this.logger.error({ endpoint: endpoint.name, url, pid, exitCode: code, signal }, 'model server exited unexpectedly');
+    if (deploying) deployment.abort.abort();
+    this.logger.error({ endpoint: endpoint.name, url, pid, exitCode: code, signal, crashes }, 'model server exited unexpectedly');
   }
 
   private slotsOfConfig(config: ConfigRuntime): ServerSlot[] {

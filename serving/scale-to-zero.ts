@@ -120,6 +120,11 @@ export class ScaleToZero {
    */
   describe(slot: ServerSlot, spec: ServedEntitySpec): string | undefined {
     const uri = modelUri(spec.entity_name, spec.entity_version);
+    if (slot.restartingAfterCrash) {
+      const failure = slot.lastColdStartFailure ? ` The last restart failed: ${slot.lastColdStartFailure}` : '';
+      const next = slot.coldStart ? 'It is restarting.' : 'The next invocation restarts it.';
+      return `${slot.restartingAfterCrash} ${next}${failure}`;
+    }
     if (slot.coldStart) return `Scaled to zero. An invocation is starting the model server for ${uri}.`;
     if (!slot.handle) {
       const since = slot.scaledToZeroAt === undefined ? '' : ` since ${new Date(slot.scaledToZeroAt).toISOString()}`;
@@ -137,7 +142,9 @@ export class ScaleToZero {
     const uri = modelUri(spec.entity_name, spec.entity_version);
     const logFile = modelServerLogFile(this.options.logsDir, endpoint, spec.name);
     const context = { endpoint, servedEntity: spec.name, modelUri: uri };
-    this.logger.info({ ...context, scaledToZeroAt: slot.scaledToZeroAt }, 'starting a scaled-to-zero model server');
+    const restart = slot.restartingAfterCrash !== undefined;
+    if (restart) this.logger.info(context, 'restarting a crashed model server');
+    else this.logger.info({ ...context, scaledToZeroAt: slot.scaledToZeroAt }, 'starting a scaled-to-zero model server');
 
     const startedAt = performance.now();
     let handle: ModelServerHandle;
@@ -156,10 +163,9 @@ export class ScaleToZero {
         : asSentence(errorMessage(error));
       slot.lastColdStartFailure = reason;
       this.logger.error({ ...context, error: reason, logFile }, 'cold start failed');
-      throw new ServingError(
-        'TEMPORARILY_UNAVAILABLE',
-        `Served entity ${spec.name} of endpoint ${endpoint} is scaled to zero and its model server failed to start: ${reason} See the model server log ${logFile}. The next invocation tries to start it again.`,
-      );
+      const state = restart ? 'crashed, and the restart of its model server failed' : 'is scaled to zero and its model server failed to start';
+      const next = slot.stopped ? '' : ' The next invocation tries to start it again.';
+      throw new ServingError('TEMPORARILY_UNAVAILABLE', `Served entity ${spec.name} of endpoint ${endpoint} ${state}: ${reason} See the model server log ${logFile}.${next}`);
     }
 
     if (slot.stopped) {
@@ -173,7 +179,7 @@ export class ScaleToZero {
     slot.attach(handle);
     request.onStarted(handle);
     if (!request.endpointDeleted()) this.options.metrics.recordColdStart(request.labels, durationMs / 1000);
-    this.logger.info({ ...context, durationMs: Math.round(durationMs), url: handle.url, pid: handle.pid }, 'cold start');
+    this.logger.info({ ...context, durationMs: Math.round(durationMs), url: handle.url, pid: handle.pid }, restart ? 'model server restarted' : 'cold start');
     return handle;
   }
 

@@ -27,6 +27,10 @@ export class ServerSlot {
   coldStarts = 0;
   /** Reason of the last failed cold start, cleared by the next successful one. */
   lastColdStartFailure?: string;
+  /** Exit times of processes that crashed, in ms since the Unix epoch, newest last. */
+  crashTimes: number[] = [];
+  /** Reason of the last crash while the restart after it has not succeeded yet. */
+  restartingAfterCrash?: string;
   /** The cold start in progress, shared by every invocation that waits for it. */
   coldStart?: { promise: Promise<ModelServerHandle>; abort: AbortController };
   /** Processes that the serving plane stopped on purpose, so their exit is not reported as a crash. */
@@ -75,10 +79,22 @@ export class ServerSlot {
     return handle.stop();
   }
 
-  /** Attaches the process of a successful cold start. */
+  /**
+   * Detaches a process that exited on its own, so that the next start (a restart) gets a new one. The
+   * slot stays usable. Returns the number of crashes within the last `windowMs`, this one included.
+   */
+  detachCrashed(reason: string, windowMs: number, now = Date.now()): number {
+    this.handle = undefined;
+    this.restartingAfterCrash = reason;
+    this.crashTimes = [...this.crashTimes.filter((at) => now - at < windowMs), now];
+    return this.crashTimes.length;
+  }
+
+  /** Attaches the process of a successful cold start or restart. */
   attach(handle: ModelServerHandle): void {
     this.handle = handle;
     this.scaledToZeroAt = undefined;
+    this.restartingAfterCrash = undefined;
     this.coldStarts += 1;
     this.lastColdStartFailure = undefined;
     this.lastActivityAt = Date.now();

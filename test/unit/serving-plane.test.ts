@@ -7,6 +7,10 @@ import axios from 'axios';
 import pino from 'pino';
 import type { ModelServerHandle, ModelServerLauncher, ModelServerSpec } from '../../serving/model-server';
 import { createServingPlane, servingStateFile, type ServingPlane } from '../../serving/server';
+import { deployServingEndpoint, waitForEndpointReady, type DeployInput } from '../../activities/serving';
+import { ServingClient, type ServingEndpoint } from '../../platform/serving/client';
+import type { EndpointDeployment, ServingSpec } from '../../workflows/types';
+import { quietActivityEnvironment } from '../helpers/fixtures';
 
 /**
  * State machine tests of the serving plane over HTTP on 127.0.0.1, with a fake launcher whose model
@@ -46,6 +50,7 @@ class FakeModelServer implements ModelServerHandle {
 
   /** Simulates a crash: the port closes and exit callbacks fire with code 1. */
   async crash(): Promise<void> {
+    this.stopped = true;
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.emitExit(1, null);
@@ -649,18 +654,47 @@ describe('serving plane config updates', () => {
     }
   });
 
-  test('model server crash makes endpoint NOT_READY', async () => {
+  test('crashed model server is restarted', async () => {
     const harness = await newHarness();
     const { launcher } = harness;
     await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1'));
     await waitForEndpoint(harness, 'hotel', isReady);
 
     await launcher.servers[0].crash();
+    await waitForCondition(() => launcher.running().length === 1 && launcher.servers.length === 2);
+    const endpoint = await waitForEndpoint(harness, 'hotel', isReady);
+    expect(endpoint.config.served_entities[0].state.deployment).toBe('DEPLOYMENT_READY');
+    const response = await invoke(harness, 'hotel');
+    expect(response.status).toBe(200);
+    expect(launcher.servers[1].invocations).toBe(1);
+  });
+
+  test('model server crashing repeatedly is marked failed', async () => {
+    const harness = await newHarness();
+    const { launcher } = harness;
+    await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1'));
+    await waitForEndpoint(harness, 'hotel', isReady);
+
+    // Three crashes are restarted; the fourth within ten minutes is not.
+    for (let crash = 1; crash <= 4; crash += 1) {
+      await waitForCondition(() => launcher.running().length === 1);
+      await launcher.running()[0].crash();
+    }
     const endpoint = await waitForEndpoint(harness, 'hotel', (e) => e.state.ready === 'NOT_READY');
+    expect(launcher.servers).toHaveLength(4);
     expect(endpoint.config.served_entities[0].state.deployment).toBe('DEPLOYMENT_FAILED');
     expect(endpoint.state_message).toContain('exited unexpectedly with code 1');
+    expect(endpoint.state_message).toContain('crashed 4 times within 10 minutes');
     const response = await invoke(harness, 'hotel');
     expect(response.status).toBe(503);
+    expect(response.body.message).not.toContain('Retry when');
+    expect(response.body.message).not.toContain('..');
+
+    // A config update with the same version starts a new server.
+    const again = await api(harness, 'PUT', '/api/2.0/serving-endpoints/hotel/config', { served_entities: [{ entity_name: MODEL, entity_version: '1' }] });
+    expect(again.status).toBe(200);
+    await waitForEndpoint(harness, 'hotel', isReady);
+    expect((await invoke(harness, 'hotel')).status).toBe(200);
   });
 
   test('unreachable model server returns 503', async () => {
@@ -754,3 +788,54 @@ async function waitForCondition(condition: () => boolean, timeoutMs = 5_000): Pr
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+describe('deploy activities on a stale state', () => {
+  const serving: ServingSpec = {
+    endpoint: 'hotel',
+    workloadSize: 'Small',
+    scaleToZeroEnabled: true,
+    readyTimeoutSeconds: 30,
+    pollIntervalSeconds: 0.05,
+    conflictRetry: { maximumAttempts: 3, intervalSeconds: 1 },
+  };
+  const input: DeployInput = { serving, modelName: MODEL, version: '1' };
+
+  async function deployAndWait(client: ServingClient) {
+    const environment = quietActivityEnvironment();
+    const deployment: EndpointDeployment = await environment.run(deployServingEndpoint, client, input);
+    const endpoint: ServingEndpoint = await environment.run(waitForEndpointReady, client, input);
+    return { deployment, endpoint };
+  }
+
+  test('served version after a failed update', async () => {
+    const harness = await newHarness();
+    harness.launcher.behaviors.set('2', { failWith: 'model version 2 does not load' });
+    const client = new ServingClient(harness.baseUrl);
+    await deployAndWait(client);
+    await api(harness, 'PUT', '/api/2.0/serving-endpoints/hotel/config', { served_entities: [{ entity_name: MODEL, entity_version: '2' }] });
+    await waitForEndpoint(harness, 'hotel', (e) => e.state.config_update === 'UPDATE_FAILED');
+
+    // Version 1 still serves, so the deploy sends nothing and the wait ends at once.
+    const { deployment, endpoint } = await deployAndWait(client);
+    expect(deployment.unchanged).toBe(true);
+    expect(endpoint.state).toEqual({ ready: 'READY', config_update: 'UPDATE_FAILED' });
+  });
+
+  test('lost model server is started again', async () => {
+    const harness = await newHarness();
+    const { launcher } = harness;
+    const client = new ServingClient(harness.baseUrl);
+    await deployAndWait(client);
+    for (let crash = 1; crash <= 4; crash += 1) {
+      await waitForCondition(() => launcher.running().length === 1);
+      await launcher.running()[0].crash();
+    }
+    await waitForEndpoint(harness, 'hotel', (e) => e.state.ready === 'NOT_READY');
+
+    // The config is the target, but nothing serves it, so the deploy sends it again.
+    const { deployment, endpoint } = await deployAndWait(client);
+    expect(deployment.unchanged).toBe(false);
+    expect(endpoint.state).toEqual({ ready: 'READY', config_update: 'NOT_UPDATING' });
+    expect((await invoke(harness, 'hotel')).status).toBe(200);
+  });
+});
