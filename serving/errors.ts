@@ -17,6 +17,9 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
+/** Maximum request body in bytes. Invocations with large dataframes need more than Fastify's 1 MiB default. */
+export const BODY_LIMIT_BYTES = 16 * 2 ** 20;
+
 /** JSON body of every error response: `{"error_code": "...", "message": "..."}`. */
 export interface ErrorBody {
   error_code: ErrorCode;
@@ -61,6 +64,15 @@ export function toErrorResponse(error: unknown, route: string): { status: number
   if (error instanceof ServingError) return { status: error.statusCode, body: error.toBody() };
   const message = error instanceof Error ? error.message : String(error);
   const statusCode = (error as { statusCode?: unknown } | null)?.statusCode;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    const message = `Invalid request: the body is larger than the limit of ${BODY_LIMIT_BYTES / 2 ** 20} MiB. Send fewer records per request.`;
+    return { status: 413, body: { error_code: 'BAD_REQUEST', message } };
+  }
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const message = `Invalid request: unsupported Content-Type. Send the body as JSON with Content-Type: application/json.`;
+    return { status: 415, body: { error_code: 'BAD_REQUEST', message } };
+  }
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
     return { status: statusCode, body: { error_code: 'BAD_REQUEST', message: `Invalid request: ${message}` } };
   }

@@ -47,11 +47,17 @@ export interface InferenceTableWriterOptions {
   flushRows?: number;
   /** Maximum number of unwritten rows kept in memory (default 100 000). More rows drop the oldest. */
   maxBufferedRows?: number;
+  /**
+   * Maximum request and response text of the unwritten rows, in UTF-16 code units (default 256 Mi).
+   * Half of it starts a flush before the interval ends, and more than all of it drops the oldest rows.
+   */
+  maxBufferedChars?: number;
 }
 
 export const DEFAULT_PAYLOAD_FLUSH_INTERVAL_MS = 10_000;
 const DEFAULT_FLUSH_ROWS = 1_000;
 const DEFAULT_MAX_BUFFERED_ROWS = 100_000;
+const DEFAULT_MAX_BUFFERED_CHARS = 256 * 2 ** 20;
 /** Rows appended to DuckDB between two yields to the event loop, so a large flush does not stall requests. */
 const APPEND_CHUNK_ROWS = 1_000;
 /** Maximum delay of a Node timer. A longer one fires after 1 ms. */
@@ -88,12 +94,16 @@ export function payloadTable(config: InferenceTableConfig | undefined): TableNam
 interface BufferedRow {
   table: TableName;
   row: PayloadRow;
+  /** UTF-16 length of the request and response text, the bulk of the row's memory. */
+  size: number;
 }
 
 /** FIFO queue with O(1) removal from the front, for a buffer of up to maxBufferedRows rows. */
 class RowQueue {
   private items: BufferedRow[] = [];
   private head = 0;
+  /** Sum of the rows' sizes. */
+  size = 0;
 
   get length(): number {
     return this.items.length - this.head;
@@ -101,12 +111,14 @@ class RowQueue {
 
   push(item: BufferedRow): void {
     this.items.push(item);
+    this.size += item.size;
   }
 
   /** Removes and returns the `count` oldest rows. */
   shift(count: number): BufferedRow[] {
     const removed = this.items.slice(this.head, this.head + count);
     this.head += removed.length;
+    for (const item of removed) this.size -= item.size;
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
@@ -122,6 +134,7 @@ class RowQueue {
   restore(rows: BufferedRow[]): void {
     this.items = rows.concat(this.items.slice(this.head));
     this.head = 0;
+    for (const item of rows) this.size += item.size;
   }
 }
 
@@ -131,10 +144,12 @@ export class InferenceTableWriter {
   private readonly flushIntervalMs: number;
   private readonly flushRows: number;
   private readonly maxBufferedRows: number;
+  private readonly maxBufferedChars: number;
   private readonly queue = new RowQueue();
   private readonly timer: NodeJS.Timeout;
   /** Rows taken out of the queue by the running flush. They still count against the buffer limit. */
   private flushingRows = 0;
+  private flushingChars = 0;
   /** Flushes run one after another on this chain. */
   private flushChain: Promise<void> = Promise.resolve();
   private sizeFlushQueued = false;
@@ -151,6 +166,7 @@ export class InferenceTableWriter {
     this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_PAYLOAD_FLUSH_INTERVAL_MS;
     this.flushRows = options.flushRows ?? DEFAULT_FLUSH_ROWS;
     this.maxBufferedRows = options.maxBufferedRows ?? DEFAULT_MAX_BUFFERED_ROWS;
+    this.maxBufferedChars = options.maxBufferedChars ?? DEFAULT_MAX_BUFFERED_CHARS;
     if (!(this.flushIntervalMs > 0 && this.flushIntervalMs <= MAX_TIMER_DELAY_MS)) {
       throw new RangeError(
         `Invalid payloadFlushIntervalMs ${this.flushIntervalMs}: expected a number of milliseconds greater than 0 and at most ${MAX_TIMER_DELAY_MS}.`,
@@ -158,6 +174,9 @@ export class InferenceTableWriter {
     }
     if (!(Number.isInteger(this.maxBufferedRows) && this.maxBufferedRows >= 1)) {
       throw new RangeError(`Invalid payloadMaxBufferedRows ${this.maxBufferedRows}: expected a whole number of at least 1.`);
+    }
+    if (!(Number.isInteger(this.maxBufferedChars) && this.maxBufferedChars >= 1)) {
+      throw new RangeError(`Invalid payloadMaxBufferedChars ${this.maxBufferedChars}: expected a whole number of at least 1.`);
     }
     this.timer = setInterval(() => {
       if (this.queue.length > 0) void this.flush();
@@ -176,9 +195,10 @@ export class InferenceTableWriter {
       this.logger.warn({ endpoint: row.endpointName, requestId: row.databricksRequestId }, 'inference table row dropped after close');
       return;
     }
-    this.queue.push({ table, row });
-    if (this.bufferedRows > this.maxBufferedRows) this.dropOldest();
-    if (this.queue.length >= this.flushRows && !this.sizeFlushQueued && Date.now() >= this.retryNotBefore) {
+    this.queue.push({ table, row, size: row.request.length + row.response.length });
+    if (this.overLimit()) this.dropOldest();
+    const full = this.queue.length >= this.flushRows || this.queue.size * 2 >= this.maxBufferedChars;
+    if (full && !this.sizeFlushQueued && Date.now() >= this.retryNotBefore) {
       this.sizeFlushQueued = true;
       void this.flush();
     }
@@ -216,6 +236,7 @@ export class InferenceTableWriter {
     const batch = this.queue.takeAll();
     if (batch.length === 0) return;
     this.flushingRows = batch.length;
+    this.flushingChars = batch.reduce((sum, item) => sum + item.size, 0);
 
     const byTable = new Map<string, { table: TableName; rows: PayloadRow[] }>();
     for (const { table, row } of batch) {
@@ -232,7 +253,7 @@ export class InferenceTableWriter {
         const ref = await this.appendVersion(table, rows);
         this.logger.info({ table: name, version: ref.version, rows: rows.length, durationMs: Date.now() - startedAt }, 'inference table rows written');
       } catch (error) {
-        for (const row of rows) failed.push({ table, row });
+        for (const row of rows) failed.push({ table, row, size: row.request.length + row.response.length });
         this.logger.error(
           { table: name, rows: rows.length, error: error instanceof Error ? error.message : String(error) },
           'inference table flush failed, the rows stay buffered for the next flush',
@@ -241,10 +262,11 @@ export class InferenceTableWriter {
     }
 
     this.flushingRows = 0;
+    this.flushingChars = 0;
     if (failed.length > 0) {
       this.retryNotBefore = Date.now() + this.flushIntervalMs;
       this.queue.restore(failed);
-      if (this.bufferedRows > this.maxBufferedRows) this.dropOldest();
+      if (this.overLimit()) this.dropOldest();
     }
   }
 
@@ -298,9 +320,14 @@ export class InferenceTableWriter {
     }
   }
 
+  private overLimit(): boolean {
+    return this.bufferedRows > this.maxBufferedRows || this.queue.size + this.flushingChars > this.maxBufferedChars;
+  }
+
   /** Drops the oldest queued rows until the buffer fits, counting them per endpoint. */
   private dropOldest(): void {
-    const dropped = this.queue.shift(this.bufferedRows - this.maxBufferedRows);
+    const dropped: BufferedRow[] = [];
+    while (this.queue.length > 0 && this.overLimit()) dropped.push(...this.queue.shift(1));
     const byEndpoint = new Map<string, number>();
     for (const { row } of dropped) byEndpoint.set(row.endpointName, (byEndpoint.get(row.endpointName) ?? 0) + 1);
     for (const [endpoint, count] of byEndpoint) this.options.metrics.recordDroppedPayloadRows(endpoint, count);
@@ -309,7 +336,12 @@ export class InferenceTableWriter {
     const now = Date.now();
     if (now - this.lastDropWarningAt >= DROP_WARNING_INTERVAL_MS) {
       this.logger.warn(
-        { droppedRows: this.droppedSinceWarning, maxBufferedRows: this.maxBufferedRows, endpoints: [...byEndpoint.keys()] },
+        {
+          droppedRows: this.droppedSinceWarning,
+          maxBufferedRows: this.maxBufferedRows,
+          maxBufferedChars: this.maxBufferedChars,
+          endpoints: [...byEndpoint.keys()],
+        },
         'inference table buffer full, dropped the oldest rows',
       );
       this.droppedSinceWarning = 0;

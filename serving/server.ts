@@ -1,8 +1,8 @@
 import path from 'node:path';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../common/logger';
 import { EndpointStore } from './endpoints';
-import { endpointNotFound, toErrorResponse, type ErrorBody } from './errors';
+import { BODY_LIMIT_BYTES, endpointNotFound, toErrorResponse, type ErrorBody } from './errors';
 import type { ServingFaults } from './faults';
 import { InferenceTableWriter } from './inference-table';
 import { registerInvocationRoutes } from './invocations';
@@ -46,6 +46,8 @@ export interface ServingPlaneOptions {
   payloadFlushIntervalMs?: number;
   /** Maximum number of unwritten inference table rows kept in memory (default 100 000). */
   payloadMaxBufferedRows?: number;
+  /** Maximum request and response text of unwritten inference table rows, in UTF-16 code units (default 256 Mi). */
+  payloadMaxBufferedChars?: number;
   /** Faults injected by tests. No HTTP route can set them. */
   faults?: ServingFaults;
 }
@@ -63,8 +65,6 @@ export interface ServingPlane {
   close(): Promise<void>;
 }
 
-/** Maximum request body in bytes. Invocations with large dataframes need more than Fastify's 1 MiB default. */
-const BODY_LIMIT_BYTES = 16 * 1024 * 1024;
 // `mlflow models serve` (mlflow 3.17) cancels a request after 60 s by default (its --timeout), so
 // this leaves room for its own timeout error to reach the client.
 const DEFAULT_INVOCATION_TIMEOUT_MS = 120_000;
@@ -126,6 +126,7 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
     metrics,
     flushIntervalMs: options.payloadFlushIntervalMs,
     maxBufferedRows: options.payloadMaxBufferedRows,
+    maxBufferedChars: options.payloadMaxBufferedChars,
   });
   const client = new ModelServerClient(options.invocationTimeoutMs ?? DEFAULT_INVOCATION_TIMEOUT_MS);
 
@@ -137,6 +138,14 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
     loggerInstance,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
+    // Malformed URLs and over-long path parameters are rejected by the router, before any error handler.
+    frameworkErrors: (error, request, reply) => {
+      const route = `${request.method} ${request.url.slice(0, 200)}`;
+      const body: ErrorBody = { error_code: 'BAD_REQUEST', message: `Invalid request URL ${route}: ${error.message.slice(0, 300)}` };
+      logger.info({ route, status: 400, errorCode: body.error_code, code: error.code }, 'request rejected');
+      // The reply of this hook is typed per route, and no route matched.
+      void (reply as unknown as FastifyReply).code(400).send(body);
+    },
   });
   registerErrorHandlers(app, logger);
 

@@ -486,6 +486,34 @@ describe('scale to zero', () => {
   });
 });
 
+describe('request errors', () => {
+  test('malformed URL gets Databricks JSON', async () => {
+    const harness = await newHarness();
+    const response = await api(harness, 'GET', '/api/2.0/serving-endpoints/%ZZ');
+    expect(response.status).toBe(400);
+    expect(response.body.error_code).toBe('BAD_REQUEST');
+    expect(response.body.message).toContain('Invalid request URL GET /api/2.0/serving-endpoints/%ZZ');
+  });
+
+  test('overlong name gets Databricks JSON', async () => {
+    const harness = await newHarness();
+    const response = await api(harness, 'GET', `/api/2.0/serving-endpoints/${'a'.repeat(5000)}`);
+    expect(response.status).toBe(400);
+    expect(response.body.error_code).toBe('BAD_REQUEST');
+    expect(response.body.message.length).toBeLessThan(600);
+  });
+
+  test('body over the limit names it', async () => {
+    const harness = await newHarness();
+    await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1'));
+    const big = JSON.stringify({ dataframe_records: [{ note: 'x'.repeat(17 * 2 ** 20) }] });
+    const response = await api(harness, 'POST', '/serving-endpoints/hotel/invocations', JSON.parse(big));
+    expect(response.status).toBe(413);
+    expect(response.body.error_code).toBe('BAD_REQUEST');
+    expect(response.body.message).toContain('larger than the limit of 16 MiB');
+  });
+});
+
 describe('served entity route', () => {
   test('route ignores traffic percentages', async () => {
     const harness = await newHarness();
@@ -625,6 +653,7 @@ describe('serving metrics', () => {
     });
     expect(response.status).toBe(415);
     expect((response.data as Json).error_code).toBe('BAD_REQUEST');
+    expect((response.data as Json).message).toContain('Content-Type: application/json');
     const metrics = await api(harness, 'GET', '/metrics');
     const noEntity = { endpoint: 'hotel', served_entity: '', entity_name: '', entity_version: '', status: '415' };
     expect(sampleValue(metrics.text, 'serving_requests_total', noEntity)).toBe(1);
@@ -815,6 +844,36 @@ describe('inference table', () => {
     await harness.plane.flushPayloads();
     const rows = await snapshotRows(harness.catalogRoot, 1);
     expect(new Set(rows.map((row) => row.databricks_request_id))).toEqual(new Set(ids.slice(2)));
+  });
+
+  test('large payloads start a flush early', async () => {
+    const harness = await newHarness({ payloadMaxBufferedChars: 4_000 });
+    await api(harness, 'POST', '/api/2.0/serving-endpoints', { ...createBody('hotel', '1'), ai_gateway: { inference_table_config: INFERENCE_TABLE } });
+    await waitForEndpoint(harness, 'hotel', isReady);
+    const large = { dataframe_records: Array.from({ length: 60 }, (_, i) => ({ lead_time: i, note: 'x'.repeat(20) })) };
+    expect(JSON.stringify(large).length).toBeGreaterThan(2_000);
+
+    // Half the limit starts a flush without waiting for the ten-minute interval of the harness.
+    expect((await invoke(harness, 'hotel', large)).status).toBe(200);
+    const catalog = new LocalCatalog(harness.catalogRoot);
+    await waitForCondition(() => catalog.latest(PAYLOAD_TABLE) !== undefined, 20_000);
+    expect(catalog.latest(PAYLOAD_TABLE)).toMatchObject({ version: 1, rowCount: 1 });
+  });
+
+  test('payload text beyond the limit drops rows', async () => {
+    const harness = await newHarness({ payloadMaxBufferedChars: 1_000 });
+    await api(harness, 'POST', '/api/2.0/serving-endpoints', { ...createBody('hotel', '1'), ai_gateway: { inference_table_config: INFERENCE_TABLE } });
+    await waitForEndpoint(harness, 'hotel', isReady);
+    // A file where the catalog folder belongs makes every flush fail, so the rows stay buffered.
+    fs.mkdirSync(harness.catalogRoot, { recursive: true });
+    fs.writeFileSync(path.join(harness.catalogRoot, 'mlops_dev'), 'not a folder');
+    const large = { dataframe_records: Array.from({ length: 20 }, (_, i) => ({ lead_time: i, note: 'x'.repeat(20) })) };
+
+    for (let i = 0; i < 4; i += 1) expect((await invoke(harness, 'hotel', large)).status).toBe(200);
+    await harness.plane.flushPayloads();
+    const metrics = await api(harness, 'GET', '/api/2.0/serving-endpoints/hotel/metrics');
+    expect(sampleValue(metrics.text, 'serving_payload_rows_dropped_total', { endpoint: 'hotel' })).toBeGreaterThanOrEqual(2);
+    expect(logEntries(harness, 'inference table buffer full, dropped the oldest rows')[0]).toMatchObject({ maxBufferedChars: 1_000 });
   });
 
   test('interval flush writes rows', async () => {
