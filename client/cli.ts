@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
@@ -85,7 +86,16 @@ program
   .action(async (workflowId: string) => {
     const settings = stackSettings();
     const client = await connectClient(settings);
-    const description = await client.workflow.getHandle(workflowId).describe();
+    const handle = client.workflow.getHandle(workflowId);
+    const description = await handle.describe();
+    // A closed run's result, or the reason it failed.
+    let outcome: { result?: unknown; failure?: string } = {};
+    if (description.status.name !== 'RUNNING') {
+      outcome = await handle.result().then(
+        (result: unknown) => ({ result }),
+        (error: unknown) => ({ failure: failureMessages(error) }),
+      );
+    }
     // The stages of the run's variant runs, where approvals wait.
     const variants: Record<string, string | null> = {};
     for (const variant of Object.keys(loadProjectConfig().variants)) {
@@ -105,6 +115,7 @@ program
           ...(Object.keys(variants).length > 0 ? { variants } : {}),
           startTime: description.startTime,
           closeTime: description.closeTime ?? null,
+          ...outcome,
           ui: workflowUiUrl(settings, workflowId, description.runId),
         },
         null,
@@ -234,6 +245,12 @@ program
     if (options.version !== undefined && !/^[1-9][0-9]*$/.test(options.version)) {
       throw new Error(`Invalid --version ${options.version}: expected a model version number such as 3.`);
     }
+    if (options.version !== undefined && options.alias !== undefined) {
+      throw new Error(`Give --version or --alias, not both (got --version ${options.version} and --alias ${options.alias}).`);
+    }
+    if (options.variant === 'all') {
+      throw new Error('Invalid --variant all: deploy serves one variant. Choose basic, custom or feature_lookup.');
+    }
     if (options.rollout !== undefined && options.rollout !== 'direct' && options.rollout !== 'canary') {
       throw new Error(`Invalid --rollout ${options.rollout}: use direct or canary.`);
     }
@@ -252,7 +269,9 @@ program
       output: spec.training.flavor === 'pyfunc' ? 'label_and_probability' : 'label',
     };
     const client = await connectClient(settings);
-    const workflowId = `deploy-${serving.endpoint}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}`;
+    // The random suffix keeps two deploys started in the same second apart.
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+    const workflowId = `deploy-${serving.endpoint}-${stamp}-${randomBytes(3).toString('hex')}`;
     const handle = await client.workflow.start(deployModelVersion, { taskQueue: settings.taskQueue, workflowId, args: [input] });
     console.log(`Started ${workflowId}\n  ${workflowUiUrl(settings, workflowId, handle.firstExecutionRunId)}`);
     if (options.wait) console.log(JSON.stringify(await handle.result(), null, 2));
@@ -293,11 +312,23 @@ program
     console.log(writeSyntheticBookings(path.resolve(options.out), rows, seed));
   });
 
+/**
+ * Returns the messages of an error and its causes, such as `Workflow execution failed: Activity task
+ * failed: Model version 99 not found`, because a workflow failure's own message names no reason.
+ */
+function failureMessages(error: unknown): string {
+  const messages: string[] = [];
+  for (let current: unknown = error; current instanceof Error; current = current.cause) {
+    if (current.message && !messages.includes(current.message)) messages.push(current.message);
+  }
+  return messages.join(': ');
+}
+
 program.parseAsync().then(
   // Commands that failed without throwing set process.exitCode.
   () => process.exit(process.exitCode ?? 0),
   (error: Error) => {
-    console.error(`pipeline: ${error.message}`);
+    console.error(`pipeline: ${failureMessages(error)}`);
     process.exit(1);
   },
 );
