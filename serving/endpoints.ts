@@ -479,7 +479,7 @@ export class EndpointStore {
       const retry = `Retry when GET /api/2.0/serving-endpoints/${endpoint.name} reports state.ready READY.`;
       let message = `Endpoint ${endpoint.name} cannot serve invocations yet: its model servers are still starting. ${retry}`;
       if (endpoint.configUpdate !== 'IN_PROGRESS' || endpoint.pending) {
-        // The state message of a failed entity says what to do, and retrying alone does not help.
+        // The state message of a failed entity tells what to do, and retrying alone does not help.
         const reason = endpoint.stateMessage ?? `none of its served entities that receive traffic is ready. ${retry}`;
         message = `Endpoint ${endpoint.name} cannot serve invocations: ${reason}`;
       }

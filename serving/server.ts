@@ -2,6 +2,7 @@ import path from 'node:path';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../common/logger';
 import { EndpointStore } from './endpoints';
+import { MlflowModelVersionCheck, type ModelVersionCheck } from './model-versions';
 import { BODY_LIMIT_BYTES, endpointNotFound, toErrorResponse, type ErrorBody } from './errors';
 import type { ServingFaults } from './faults';
 import { InferenceTableWriter } from './inference-table';
@@ -48,6 +49,8 @@ export interface ServingPlaneOptions {
   payloadMaxBufferedRows?: number;
   /** Maximum request and response text of unwritten inference table rows, in UTF-16 code units (default 256 Mi). */
   payloadMaxBufferedChars?: number;
+  /** Check of served model versions against the registry (default: MLflow, unless `launcher` is given). */
+  modelVersionCheck?: ModelVersionCheck;
   /** Faults injected by tests. No HTTP route can set them. */
   faults?: ServingFaults;
 }
@@ -90,6 +93,8 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
     if (reaped.length > 0) logger.warn({ pids: reaped }, 'stopped model servers left by a previous serving plane');
   }
   const logsDir = path.join(options.stateDir, 'logs');
+  // Tests that bring their own launcher serve made-up versions, so only the MLflow launcher checks them.
+  const versionCheck = options.launcher ? options.modelVersionCheck : new MlflowModelVersionCheck(options.trackingUri, logger);
   const launcher =
     options.launcher ??
     new MlflowModelServerLauncher({
@@ -153,7 +158,11 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
 
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
 
-  app.post('/api/2.0/serving-endpoints', async (request) => store.create(parseCreateEndpointRequest(request.body)));
+  app.post('/api/2.0/serving-endpoints', async (request) => {
+    const input = parseCreateEndpointRequest(request.body);
+    await versionCheck?.assertExist(input.config.served_entities, 'config.served_entities');
+    return store.create(input);
+  });
 
   app.get('/api/2.0/serving-endpoints', async () => ({ endpoints: store.list() }));
 
@@ -168,7 +177,9 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
   app.put<NameParams>('/api/2.0/serving-endpoints/:name/config', async (request) => {
     const name = request.params.name;
     if (!store.exists(name)) throw endpointNotFound(name);
-    return store.updateConfig(name, parseUpdateConfigRequest(request.body));
+    const spec = parseUpdateConfigRequest(request.body);
+    await versionCheck?.assertExist(spec.served_entities, 'served_entities');
+    return store.updateConfig(name, spec);
   });
 
   app.put<NameParams>('/api/2.0/serving-endpoints/:name/ai-gateway', async (request) => {

@@ -13,6 +13,7 @@ import { ServingFaults } from '../../serving/faults';
 import { InferenceTableWriter, type PayloadRow } from '../../serving/inference-table';
 import { ServingMetrics } from '../../serving/metrics';
 import type { ModelServerHandle, ModelServerLauncher, ModelServerSpec } from '../../serving/model-server';
+import { MlflowModelVersionCheck } from '../../serving/model-versions';
 import { createServingPlane, servingStateFile, type ServingPlane, type ServingPlaneOptions } from '../../serving/server';
 
 /**
@@ -511,6 +512,55 @@ describe('request errors', () => {
     expect(response.status).toBe(413);
     expect(response.body.error_code).toBe('BAD_REQUEST');
     expect(response.body.message).toContain('larger than the limit of 16 MiB');
+  });
+});
+
+describe('model version check', () => {
+  /** Starts a stand-in for the MLflow registry that knows version 1 only, and returns its URL. */
+  async function registry(): Promise<{ url: string; close: () => Promise<void>; requests: string[] }> {
+    const requests: string[] = [];
+    const server = http.createServer((request, response) => {
+      requests.push(request.url ?? '');
+      const version = new URL(request.url ?? '/', 'http://x').searchParams.get('version');
+      const found = version === '1';
+      response.writeHead(found ? 200 : 404, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(found ? { model_version: { version } } : { error_code: 'RESOURCE_DOES_NOT_EXIST' }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    return { url: `http://127.0.0.1:${port}`, requests, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  }
+
+  test('missing version is rejected before a start', async () => {
+    const mlflow = await registry();
+    try {
+      const check = new MlflowModelVersionCheck(mlflow.url, pino({ level: 'silent' }));
+      const harness = await newHarness({ modelVersionCheck: check });
+      const refused = await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '99'));
+      expect(refused.status).toBe(400);
+      expect(refused.body.error_code).toBe('INVALID_PARAMETER_VALUE');
+      expect(refused.body.message).toContain('config.served_entities[0]');
+      expect(refused.body.message).toContain('has no version "99"');
+      expect(harness.launcher.servers).toHaveLength(0);
+      expect(mlflow.requests[0]).toContain(`name=${encodeURIComponent(MODEL)}`);
+
+      expect((await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1'))).status).toBe(200);
+      await waitForEndpoint(harness, 'hotel', isReady);
+      const update = await api(harness, 'PUT', '/api/2.0/serving-endpoints/hotel/config', { served_entities: [{ entity_name: MODEL, entity_version: '2' }] });
+      expect(update.status).toBe(400);
+      expect(update.body.message).toContain('Invalid served_entities[0]');
+      expect((await getEndpoint(harness, 'hotel')).body.state.config_update).toBe('NOT_UPDATING');
+    } finally {
+      await mlflow.close();
+    }
+  });
+
+  test('unreachable registry skips the check', async () => {
+    const logLines: string[] = [];
+    const check = new MlflowModelVersionCheck('http://127.0.0.1:1', pino({}, { write: (line: string) => logLines.push(line) }));
+    const harness = await newHarness({ modelVersionCheck: check });
+    expect((await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1'))).status).toBe(200);
+    expect(logLines.join('')).toContain('model registry unreachable');
   });
 });
 
