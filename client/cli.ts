@@ -274,7 +274,13 @@ program
     const workflowId = `deploy-${serving.endpoint}-${stamp}-${randomBytes(3).toString('hex')}`;
     const handle = await client.workflow.start(deployModelVersion, { taskQueue: settings.taskQueue, workflowId, args: [input] });
     console.log(`Started ${workflowId}\n  ${workflowUiUrl(settings, workflowId, handle.firstExecutionRunId)}`);
-    if (options.wait) console.log(JSON.stringify(await handle.result(), null, 2));
+    if (options.wait) {
+      const result = await handle.result();
+      console.log(JSON.stringify(result, null, 2));
+      if (serving.rollout?.strategy === 'canary' && result.deployment.rollout?.strategy === 'direct' && !result.deployment.unchanged) {
+        console.log('No other version served on the endpoint, so the canary rollout gave the version all traffic at once.');
+      }
+    }
   });
 
 program

@@ -107,6 +107,9 @@ export async function rollOut(
   const stable = previous && !alreadyServed ? mainEntity(previous, entity.name) : undefined;
   const canary = serving.rollout?.strategy === 'canary' && stable ? serving.rollout.canary : undefined;
   const staged = stable ? canaryTarget(stable, entity, 0) : final;
+  if (serving.rollout?.strategy === 'canary' && !canary) {
+    log.warn('Canary rollout requested, but no other version serves on the endpoint, so the version gets all traffic', { endpoint });
+  }
   log.info('Rolling out', {
     endpoint,
     version: model.version,
