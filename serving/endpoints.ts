@@ -479,7 +479,7 @@ export class EndpointStore {
       const retry = `Retry when GET /api/2.0/serving-endpoints/${endpoint.name} reports state.ready READY.`;
       let message = `Endpoint ${endpoint.name} cannot serve invocations yet: its model servers are still starting. ${retry}`;
       if (endpoint.configUpdate !== 'IN_PROGRESS' || endpoint.pending) {
-        // The state message of a failed entity tells what to do, and retrying alone does not help.
+        // The state message of a failed entity names the fix, and retrying alone does not help.
         const reason = endpoint.stateMessage ?? `none of its served entities that receive traffic is ready. ${retry}`;
         message = `Endpoint ${endpoint.name} cannot serve invocations: ${reason}`;
       }
@@ -834,10 +834,12 @@ export class EndpointStore {
     const { url, pid } = handle;
     const exit = `The model server at ${url} (pid ${pid}) exited unexpectedly with code ${code} (signal ${signal ?? 'none'})`;
     const deployment = endpoint.deployment;
-    const deploying = deployment !== undefined && this.slotsOfConfig(deployment.config).includes(slot);
     const active = endpoint.config.entities.find((entity) => entity.slot === slot && entity.deployment === 'DEPLOYMENT_READY');
+    // A server of the serving config is restarted even when a pending config reuses it, so an update
+    // in progress does not take the endpoint down. A new server of the pending config is not.
+    const deploying = !active && deployment !== undefined && this.slotsOfConfig(deployment.config).includes(slot);
     const crashes = slot.detachCrashed(`${exit}.`, CRASH_WINDOW_MS);
-    if (active && !deploying && crashes <= MAX_CRASH_RESTARTS) {
+    if (active && crashes <= MAX_CRASH_RESTARTS) {
       this.logger.error(
         { endpoint: endpoint.name, servedEntity: active.spec.name, url, pid, exitCode: code, signal, restart: crashes, maxRestarts: MAX_CRASH_RESTARTS },
         'model server exited unexpectedly; restarting it',

@@ -131,7 +131,10 @@ export class ScaleToZero {
       const failure = slot.lastColdStartFailure ? ` The last start failed: ${slot.lastColdStartFailure}` : '';
       return `Scaled to zero${since} after ${this.idleMs / 1000} s without invocations. The next invocation starts the model server for ${uri}.${failure}`;
     }
-    if (slot.coldStarts > 0) {
+    if (slot.lastStart === 'restart') {
+      return `Model server for ${uri} is ready at ${slot.handle.url} (pid ${slot.handle.pid}), restarted by the serving plane after its previous process exited unexpectedly (restart ${slot.restarts}).`;
+    }
+    if (slot.lastStart === 'cold start') {
       return `Model server for ${uri} is ready at ${slot.handle.url} (pid ${slot.handle.pid}), started again by an invocation after scale to zero.`;
     }
     return undefined;

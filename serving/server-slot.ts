@@ -27,6 +27,10 @@ export class ServerSlot {
   coldStarts = 0;
   /** Reason of the last failed cold start, cleared by the next successful one. */
   lastColdStartFailure?: string;
+  /** Number of servers started again after a crash. */
+  restarts = 0;
+  /** Start kind of the running process when the deployment did not start it. */
+  lastStart?: 'cold start' | 'restart';
   /** Exit times of processes that crashed, in ms since the Unix epoch, newest last. */
   crashTimes: number[] = [];
   /** Reason of the last crash while the restart after it has not succeeded yet. */
@@ -92,10 +96,12 @@ export class ServerSlot {
 
   /** Attaches the process of a successful cold start or restart. */
   attach(handle: ModelServerHandle): void {
+    this.lastStart = this.restartingAfterCrash === undefined ? 'cold start' : 'restart';
+    if (this.lastStart === 'restart') this.restarts += 1;
+    else this.coldStarts += 1;
     this.handle = handle;
     this.scaledToZeroAt = undefined;
     this.restartingAfterCrash = undefined;
-    this.coldStarts += 1;
     this.lastColdStartFailure = undefined;
     this.lastActivityAt = Date.now();
   }

@@ -664,9 +664,46 @@ describe('serving plane config updates', () => {
     await waitForCondition(() => launcher.running().length === 1 && launcher.servers.length === 2);
     const endpoint = await waitForEndpoint(harness, 'hotel', isReady);
     expect(endpoint.config.served_entities[0].state.deployment).toBe('DEPLOYMENT_READY');
+    expect(endpoint.config.served_entities[0].state.deployment_state_message).toContain('restarted by the serving plane');
+    expect(endpoint.config.served_entities[0].state.deployment_state_message).not.toContain('scale to zero');
     const response = await invoke(harness, 'hotel');
     expect(response.status).toBe(200);
     expect(launcher.servers[1].invocations).toBe(1);
+  });
+
+  test('crash during an update is restarted', async () => {
+    const harness = await newHarness();
+    const { launcher } = harness;
+    await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1', { scale_to_zero_enabled: false }));
+    await waitForEndpoint(harness, 'hotel', isReady);
+    const started = gate();
+    launcher.behaviors.set('2', { gate: started.promise });
+
+    // The update keeps version 1 next to the new version 2, so both configs share its server.
+    const staged = {
+      served_entities: [
+        { name: 'current', entity_name: MODEL, entity_version: '1', scale_to_zero_enabled: false },
+        { name: 'next', entity_name: MODEL, entity_version: '2', scale_to_zero_enabled: false },
+      ],
+      traffic_config: {
+        routes: [
+          { served_entity_name: 'current', traffic_percentage: 100 },
+          { served_entity_name: 'next', traffic_percentage: 0 },
+        ],
+      },
+    };
+    expect((await api(harness, 'PUT', '/api/2.0/serving-endpoints/hotel/config', staged)).status).toBe(200);
+    await launcher.servers[0].crash();
+
+    // Version 1 comes back while version 2 is still starting, and clients keep getting answers.
+    expect((await invoke(harness, 'hotel')).status).toBe(200);
+    started.open();
+    const endpoint = await waitForEndpoint(harness, 'hotel', isReady);
+    expect(endpoint.state).toEqual({ ready: 'READY', config_update: 'NOT_UPDATING' });
+    expect(endpoint.config.served_entities.map((entity: { entity_version: string }) => entity.entity_version)).toEqual(['1', '2']);
+    expect((await invoke(harness, 'hotel')).status).toBe(200);
+    // The crashed version 1 server, its restart and version 2: the update started no server of its own for version 1.
+    expect(launcher.servers.map((server) => server.spec.entityVersion)).toEqual(['1', '1', '2']);
   });
 
   test('model server crashing repeatedly is marked failed', async () => {
