@@ -74,7 +74,7 @@ export class ModelServerClient {
     const reason = typeof code === 'string' ? `${code}: ${detail}` : detail;
     return new ServingError(
       'TEMPORARILY_UNAVAILABLE',
-      `${target} is unreachable at ${url} (${reason}). Retry, and check the model server log under <stateDir>/logs if it persists.`,
+      `${target} is unreachable at ${url} (${reason}). Retry, and if it persists check the model server log in the logs folder of the serving plane's state directory.`,
     );
   }
 }

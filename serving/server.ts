@@ -72,6 +72,9 @@ export interface ServingPlane {
 // this leaves room for its own timeout error to reach the client.
 const DEFAULT_INVOCATION_TIMEOUT_MS = 120_000;
 
+/** Longest path parameter the router accepts, Fastify's default. Endpoint names are shorter. */
+const MAX_PARAM_LENGTH = 100;
+
 type NameParams = { Params: { name: string } };
 
 export function servingStateFile(stateDir: string): string {
@@ -143,10 +146,15 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
     loggerInstance,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
+    maxParamLength: MAX_PARAM_LENGTH,
     // Malformed URLs and over-long path parameters are rejected by the router, before any error handler.
     frameworkErrors: (error, request, reply) => {
       const route = `${request.method} ${request.url.slice(0, 200)}`;
-      const body: ErrorBody = { error_code: 'BAD_REQUEST', message: `Invalid request URL ${route}: ${error.message.slice(0, 300)}` };
+      const reason =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? `a path parameter is longer than ${MAX_PARAM_LENGTH} characters (endpoint names have at most 63)`
+          : 'it is not a valid URL (check its percent-encoding)';
+      const body: ErrorBody = { error_code: 'BAD_REQUEST', message: `Invalid request URL ${route}: ${reason}.` };
       logger.info({ route, status: 400, errorCode: body.error_code, code: error.code }, 'request rejected');
       // The reply of this hook is typed per route, and no route matched.
       void (reply as unknown as FastifyReply).code(400).send(body);
