@@ -118,7 +118,8 @@ export async function rollOut(
     to: describeTarget(final),
   });
 
-  const deployment = await apply(serving, model, staged);
+  // The result names the config version that serves at the end, so each apply below replaces it.
+  let deployment = await apply(serving, model, staged);
   let smokeTest: SmokeTestResult;
   try {
     smokeTest = await smokeTestEndpoint({
@@ -139,10 +140,10 @@ export async function rollOut(
   }
   if (stable && canary) {
     log.info('Smoke test passed; sending the canary its share of the traffic', { endpoint, version: model.version });
-    await apply(serving, model, canaryTarget(stable, entity, canary.trafficPercentage));
+    deployment = await apply(serving, model, canaryTarget(stable, entity, canary.trafficPercentage));
   } else if (stable) {
     log.info('Smoke test passed; sending all traffic to the new version', { endpoint, version: model.version });
-    await apply(serving, model, final);
+    deployment = await apply(serving, model, final);
   }
 
   let canaryReport: CanaryReport | undefined;
@@ -157,7 +158,7 @@ export async function rollOut(
       );
     }
     log.info('Canary passed; promoting to all traffic', { endpoint, version: model.version, reason: canaryReport.reason });
-    await apply(serving, model, final);
+    deployment = await apply(serving, model, final);
   }
 
   return {

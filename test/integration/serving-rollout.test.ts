@@ -318,6 +318,8 @@ describe('rolling out model versions to a serving endpoint', () => {
     expect(result.deployment.rollout?.canary).toMatchObject({ verdict: 'promote', errors: 0 });
     expect(result.deployment.rollout?.canary?.requests).toBeGreaterThanOrEqual(5);
     expect(await served()).toEqual({ [versions.get('good')!]: 100 });
+    // Staging, the canary split and the promotion are three config versions; the result names the last.
+    expect(result.deployment.configVersion).toBe((await serving.get(ENDPOINT))?.config?.config_version);
   }, 240_000);
 
   it('logs the requests of the rollouts to the payload table', async () => {
