@@ -209,12 +209,15 @@ async function run(options: DemoOptions): Promise<void> {
   // tsx relays the terminal's SIGINT to this process, so one Ctrl-C can arrive twice. Only the first
   // starts the shutdown, and later ones must not kill the process before the services are stopped.
   let stopping = false;
-  process.on('SIGINT', () => {
+  const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
-    console.log('\nCtrl-C: stopping the worker and the services this demo started...');
-    shutdown().finally(() => process.exit(130));
-  });
+    const name = signal === 'SIGINT' ? 'Ctrl-C' : signal;
+    console.log(`\n${name}: stopping the worker and the services this demo started...`);
+    shutdown().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 
   try {
     const dataPath = resolveData(options, settings);
