@@ -23,9 +23,36 @@ export interface InvocationDependencies {
   payloads: InferenceTableWriter;
   client: ModelServerClient;
   logger: Logger;
+  /** Throttle of the error lines of failed invocations (default: a new one per plane). */
+  failureLogs?: FailureLogThrottle;
 }
 
 type InvocationParams = { Params: { name: string; servedModelName?: string } };
+
+/** Minimum time in ms between two error log lines of failed invocations with the same endpoint and error code. */
+const FAILURE_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Lets one log line per key through every FAILURE_LOG_INTERVAL_MS and counts the others, so that an
+ * outage under load logs a line every few seconds instead of one per request.
+ */
+export class FailureLogThrottle {
+  private readonly lastLogged = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Returns the number of lines suppressed since the last one when this line may be logged, or undefined. */
+  admit(key: string): number | undefined {
+    const now = this.now();
+    const last = this.lastLogged.get(key);
+    if (last && now - last.at < FAILURE_LOG_INTERVAL_MS) {
+      last.suppressed += 1;
+      return undefined;
+    }
+    this.lastLogged.set(key, { at: now, suppressed: 0 });
+    return last?.suppressed ?? 0;
+  }
+}
 
 /**
  * A JSON request body as received. The invocation routes keep the text, so that a body is forwarded
@@ -40,7 +67,8 @@ function endpointOnlyLabels(endpoint: string): EntityLabels {
   return { endpoint, served_entity: '', entity_name: '', entity_version: '' };
 }
 
-export function registerInvocationRoutes(app: FastifyInstance, deps: InvocationDependencies): void {
+export function registerInvocationRoutes(app: FastifyInstance, dependencies: InvocationDependencies): void {
+  const deps = { ...dependencies, failureLogs: dependencies.failureLogs ?? new FailureLogThrottle() };
   void app.register(async (scope) => {
     // Only this scope replaces Fastify's JSON parser, so the other routes keep theirs.
     scope.removeContentTypeParser('application/json');
@@ -153,8 +181,12 @@ async function invoke(
     if (target) reply.header('served-model-name', target.servedEntityName);
     if (outcome.coldStartMs !== undefined) reply.header('x-cold-start-ms', String(outcome.coldStartMs));
     const fields = { ...logContext, status, errorCode: body.error_code, error: body.message, durationMs: elapsedMs(startedAt) };
-    if (status >= 500) deps.logger.error(fields, 'invocation failed');
-    else deps.logger.info(fields, 'invocation rejected');
+    if (status >= 500) {
+      const suppressed = deps.failureLogs?.admit(`${name}|${body.error_code}`);
+      if (suppressed !== undefined) deps.logger.error({ ...fields, suppressedSinceLastLine: suppressed }, 'invocation failed');
+    } else {
+      deps.logger.info(fields, 'invocation rejected');
+    }
   } finally {
     target?.release();
   }

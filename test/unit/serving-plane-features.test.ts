@@ -14,6 +14,7 @@ import { InferenceTableWriter, type PayloadRow } from '../../serving/inference-t
 import { ServingMetrics } from '../../serving/metrics';
 import type { ModelServerHandle, ModelServerLauncher, ModelServerSpec } from '../../serving/model-server';
 import { MlflowModelVersionCheck } from '../../serving/model-versions';
+import { FailureLogThrottle } from '../../serving/invocations';
 import { createServingPlane, servingStateFile, type ServingPlane, type ServingPlaneOptions } from '../../serving/server';
 
 /**
@@ -513,6 +514,36 @@ describe('request errors', () => {
     expect(response.status).toBe(413);
     expect(response.body.error_code).toBe('BAD_REQUEST');
     expect(response.body.message).toContain('larger than the limit of 16 MiB');
+  });
+});
+
+describe('failure log throttle', () => {
+  test('one line per key and interval', () => {
+    let now = 0;
+    const throttle = new FailureLogThrottle(() => now);
+    expect(throttle.admit('hotel|TEMPORARILY_UNAVAILABLE')).toBe(0);
+    expect(throttle.admit('hotel|TEMPORARILY_UNAVAILABLE')).toBeUndefined();
+    expect(throttle.admit('hotel|TEMPORARILY_UNAVAILABLE')).toBeUndefined();
+    expect(throttle.admit('hotel|DEADLINE_EXCEEDED')).toBe(0);
+    expect(throttle.admit('other|TEMPORARILY_UNAVAILABLE')).toBe(0);
+    now = 10_000;
+    expect(throttle.admit('hotel|TEMPORARILY_UNAVAILABLE')).toBe(2);
+    expect(throttle.admit('hotel|TEMPORARILY_UNAVAILABLE')).toBeUndefined();
+  });
+
+  test('outage logs one error line', async () => {
+    const harness = await newHarness();
+    await api(harness, 'POST', '/api/2.0/serving-endpoints', createBody('hotel', '1', { scale_to_zero_enabled: false }));
+    await waitForEndpoint(harness, 'hotel', isReady);
+    // A closed port without an exit report: every invocation fails with 503.
+    const server = harness.launcher.servers[0] as unknown as { server: http.Server };
+    server.server.closeAllConnections();
+    await new Promise<void>((resolve) => server.server.close(() => resolve()));
+
+    for (let i = 0; i < 5; i += 1) expect((await invoke(harness, 'hotel')).status).toBe(503);
+    const lines = logEntries(harness, 'invocation failed');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ endpoint: 'hotel', errorCode: 'TEMPORARILY_UNAVAILABLE', suppressedSinceLastLine: 0 });
   });
 });
 
