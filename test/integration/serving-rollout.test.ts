@@ -344,8 +344,10 @@ describe('rolling out model versions to a serving endpoint', () => {
 
   it('survives a worker killed mid-deployment', async () => {
     const queue = `${TASK_QUEUE}-killed`;
+    // Node itself runs the worker, with tsx as a loader. The tsx command would run it in a child
+    // process, which survives a SIGKILL sent to tsx and keeps the activity running.
     const startWorker = (): ChildProcess =>
-      spawn(path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [path.join(REPO_ROOT, 'test', 'helpers', 'worker-process.ts')], {
+      spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test', 'helpers', 'worker-process.ts')], {
         env: { ...process.env, TEST_TASK_QUEUE: queue, TEST_SERVING_URL: planeUrl, LOG_LEVEL: 'warn' },
         stdio: ['ignore', 'pipe', 'inherit'],
       });
