@@ -34,7 +34,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -47,7 +46,7 @@ import { catalogDir, logsDir, mlflowUrl, servingUrl, stackSettings, type StackSe
 import { LocalCatalog } from '../platform/catalog/local';
 import { modelServerPidDir, reapModelServers } from '../serving/orphans';
 import type { ServingEndpointDetailed } from '../serving/types';
-import { stopService } from '../stack/launcher';
+import { alive, portInUse, stopService } from '../stack/launcher';
 import { ensureTemporalCli } from '../stack/provision';
 import { mlflowService, servingService, temporalService, type ServiceDefinition } from '../stack/services';
 import { registerFixtureModels } from '../test/helpers/fixture-models';
@@ -171,26 +170,6 @@ const started: Array<ServiceDefinition['name']> = [];
 let bareProxy: ChildProcess | undefined;
 let stopping: Promise<void> | undefined;
 
-function portInUse(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function logTail(file: string): string {
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').slice(-15).join('\n') : '(no log file)';
 }
@@ -221,7 +200,7 @@ async function startService(settings: StackSettings, service: ServiceDefinition)
 
   const deadline = Date.now() + service.startTimeoutMs;
   while (!(await service.healthy())) {
-    if (!processAlive(child.pid)) {
+    if (!alive(child.pid)) {
       throw new Error(`${service.name} exited during start-up. Last lines of ${service.logFile}:\n${logTail(service.logFile)}`);
     }
     if (Date.now() > deadline) {
@@ -727,7 +706,7 @@ async function waitForScaleToZero(planeUrl: string, name: string, pid: number, t
   for (;;) {
     const endpoint = await getEndpoint(planeUrl, name);
     const message = endpoint.config?.served_entities[0]?.state.deployment_state_message ?? '';
-    if (message.startsWith('Scaled to zero since') && !processAlive(pid)) return;
+    if (message.startsWith('Scaled to zero since') && !alive(pid)) return;
     if (Date.now() > deadline) {
       throw new Error(`Endpoint ${name} was not scaled to zero within ${timeoutMs / 1000} s: ${JSON.stringify(message)}.`);
     }

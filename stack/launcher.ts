@@ -25,7 +25,8 @@ const pidFile = (settings: StackSettings, name: string): string => path.join(set
 /** Services this process has started and not stopped yet, so Ctrl-C during startup can stop them too. */
 const startedHere = new Set<string>();
 
-function portInUse(host: string, port: number): Promise<boolean> {
+/** Returns true when something accepts TCP connections on the port. */
+export function portInUse(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host, port });
     socket.once('connect', () => {
@@ -36,7 +37,8 @@ function portInUse(host: string, port: number): Promise<boolean> {
   });
 }
 
-function alive(pid: number): boolean {
+/** Returns true when a process with this pid exists. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
