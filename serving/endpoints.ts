@@ -851,7 +851,7 @@ export class EndpointStore {
 
     slot.failed = true;
     this.liveSlots.delete(slot);
-    const advice = deploying
+    const advice = !active
       ? 'Check its log file, then send the config again.'
       : `It crashed ${crashes} times within ${CRASH_WINDOW_MS / 60_000} minutes, so it is not restarted again. Check its log file, then send the config again to restart it.`;
     const reason = `${exit}. ${advice}`;

@@ -146,7 +146,7 @@ export function createServingPlane(options: ServingPlaneOptions): ServingPlane {
     loggerInstance,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
-    maxParamLength: MAX_PARAM_LENGTH,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Malformed URLs and over-long path parameters are rejected by the router, before any error handler.
     frameworkErrors: (error, request, reply) => {
       const route = `${request.method} ${request.url.slice(0, 200)}`;
