@@ -242,7 +242,7 @@ describe('rolling out model versions to a serving endpoint', () => {
     expect(answer.servedModel).toBe(servedEntityName(MODEL, versions.get('good_alt')!));
   }, 180_000);
 
-  it('rolls back when the new version fails its smoke test, before any client reaches it', async () => {
+  it('rolls back a failed smoke test unseen by clients', async () => {
     const clientTraffic = poller();
     clientTraffic.start();
     let failure;

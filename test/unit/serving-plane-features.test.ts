@@ -548,7 +548,7 @@ describe('failure log throttle', () => {
 });
 
 describe('model version check', () => {
-  /** Starts a stand-in for the MLflow registry that knows version 1 only, and returns its URL. */
+  /** Starts a stand-in for the MLflow registry that has version 1 only, and returns its URL. */
   async function registry(): Promise<{ url: string; close: () => Promise<void>; requests: string[] }> {
     const requests: string[] = [];
     const server = http.createServer((request, response) => {

@@ -695,7 +695,7 @@ describe('serving plane config updates', () => {
     expect((await api(harness, 'PUT', '/api/2.0/serving-endpoints/hotel/config', staged)).status).toBe(200);
     await launcher.servers[0].crash();
 
-    // Version 1 comes back while version 2 is still starting, and clients keep getting answers.
+    // Version 1 comes back while version 2 is still starting, and invocations keep succeeding.
     expect((await invoke(harness, 'hotel')).status).toBe(200);
     started.open();
     const endpoint = await waitForEndpoint(harness, 'hotel', isReady);
